@@ -1,0 +1,70 @@
+//! `postroom`: one binary, one subcommand per component.
+//!
+//! The supervisor (`postroom run`) starts every component as a child process of this same
+//! binary, so each component is one line in [`COMMANDS`].
+
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+/// One subcommand: its name, a line for `postroom help`, and its entry point, which gets the
+/// arguments after the subcommand name.
+struct Command {
+    name: &'static str,
+    about: &'static str,
+    run: fn(Vec<OsString>) -> anyhow::Result<()>,
+}
+
+/// The command table. A component plugs in with one line here.
+const COMMANDS: &[Command] = &[
+    Command {
+        name: "run",
+        about: "run the appliance: start and watch every component",
+        run: postroom_supervisor::cli::run,
+    },
+    Command {
+        name: "ctl",
+        about: "talk to a running appliance: status, restart, reload, logs",
+        run: postroom_supervisor::cli::ctl,
+    },
+];
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let _argv0 = args.next();
+    let Some(name) = args.next() else {
+        usage();
+        return ExitCode::from(2);
+    };
+    let name = name.to_string_lossy();
+    if matches!(name.as_ref(), "help" | "-h" | "--help") {
+        usage();
+        return ExitCode::SUCCESS;
+    }
+    if matches!(name.as_ref(), "-V" | "--version") {
+        println!("postroom {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    let Some(command) = COMMANDS.iter().find(|c| c.name == name) else {
+        eprintln!("postroom: unknown command {name:?}; see `postroom help`");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<OsString> = std::iter::once(OsString::from(format!("postroom {}", command.name)))
+        .chain(args)
+        .collect();
+    match (command.run)(rest) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("postroom {}: {err:#}", command.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage() {
+    println!("usage: postroom COMMAND [ARGS]\n\ncommands:");
+    for c in COMMANDS {
+        println!("  {:<10} {}", c.name, c.about);
+    }
+}
