@@ -1,0 +1,867 @@
+//! All users' Maildir++ trees, with the IMAP UID index in mail.redb and change notices.
+//!
+//! UIDs (RFC 3501 section 2.3.1.1) must stay the same for a message for as long as the mailbox
+//! keeps its UIDVALIDITY, across restarts too, so they live in redb beside the queue's tables:
+//! `imap_mailboxes` (mailbox key -> UIDVALIDITY, UIDNEXT), `imap_uids` ((key, uid) -> unique
+//! name) and `imap_uniques` ((key, unique name) -> uid). A mailbox key is `<user>/<dir>`, where
+//! `<dir>` is the Maildir++ folder directory (`.Sent`), or empty for INBOX.
+//!
+//! Every change to a mailbox that goes through a [`Mailbox`] handle (a flag rename, an expunge,
+//! a scan that assigns UIDs) holds that mailbox's lock, so a directory scan never races with a
+//! rename made by another session in this process. Deliveries only add files, so they need no
+//! lock; they send a [`Change`] so that IDLE sessions look at once.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use tokio::sync::broadcast;
+
+use crate::maildir::sync_dir;
+use crate::{Error, Flags, Maildir, MessageFile, Result, mutf7};
+
+const MAILBOXES: TableDefinition<&str, (u32, u32)> = TableDefinition::new("imap_mailboxes");
+const UIDS: TableDefinition<(&str, u32), &str> = TableDefinition::new("imap_uids");
+const UNIQUES: TableDefinition<(&str, &str), u32> = TableDefinition::new("imap_uniques");
+const META: TableDefinition<&str, u32> = TableDefinition::new("imap_meta");
+
+/// The folders every user gets, with their RFC 6154 special-use attribute.
+pub const SPECIAL_FOLDERS: [(&str, &str); 4] = [
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+];
+
+/// The hierarchy delimiter of mailbox names, as in Maildir++ folder directories.
+pub const DELIMITER: char = '.';
+
+/// Something changed in a mailbox; sessions watching it should rescan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A message was delivered, appended or copied in.
+    Added,
+    /// A message's flags changed.
+    Flags,
+    /// Messages were removed.
+    Expunged,
+}
+
+/// The message store: a root directory with one Maildir++ tree per user, and the UID index.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    db: Arc<Database>,
+    mailboxes: Mutex<HashMap<String, Arc<Shared>>>,
+}
+
+/// What all handles of one mailbox share in this process.
+struct Shared {
+    lock: Mutex<()>,
+    changes: broadcast::Sender<Change>,
+}
+
+/// One message as a scan of its mailbox found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its UID, stable while the mailbox keeps its UIDVALIDITY.
+    pub uid: u32,
+    /// The unique part of its file name.
+    pub unique: String,
+    /// Its file.
+    pub path: PathBuf,
+    /// Its flags.
+    pub flags: Flags,
+    /// True when this scan took it out of `new` (IMAP `\Recent` for the session that scanned).
+    pub recent: bool,
+}
+
+/// A mailbox's messages in UID order, with its UIDVALIDITY and UIDNEXT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxSnapshot {
+    /// UIDVALIDITY (RFC 3501 section 2.3.1.1).
+    pub uid_validity: u32,
+    /// The UID the next message will get.
+    pub uid_next: u32,
+    /// The messages, ascending by UID.
+    pub messages: Vec<Message>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the store under `root` with the UID index in `db` (mail.redb, shared with the queue).
+    pub fn open(root: impl Into<PathBuf>, db: Arc<Database>) -> Result<Store> {
+        let root = root.into();
+        fs::create_dir_all(&root).map_err(Error::io(&root))?;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        {
+            txn.open_table(MAILBOXES).map_err(redb::Error::from)?;
+            txn.open_table(UIDS).map_err(redb::Error::from)?;
+            txn.open_table(UNIQUES).map_err(redb::Error::from)?;
+            txn.open_table(META).map_err(redb::Error::from)?;
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        let inner = Inner {
+            root,
+            db,
+            mailboxes: Mutex::new(HashMap::new()),
+        };
+        Ok(Store {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The root directory holding the users' Maildirs.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Creates a user's INBOX and the special folders (Sent, Drafts, Trash, Junk), subscribed.
+    /// Safe to call again for an existing user: nothing present is touched.
+    pub fn create_user(&self, user: &str) -> Result<()> {
+        let home = self.home(user)?;
+        Maildir::create(&home)?;
+        for (name, _) in SPECIAL_FOLDERS {
+            Maildir::create(home.join(folder_dir(name)?))?;
+        }
+        let mut subscribed = self.subscriptions(user)?;
+        for (name, _) in SPECIAL_FOLDERS {
+            if !subscribed.iter().any(|s| s == name) {
+                subscribed.push(name.to_owned());
+            }
+        }
+        self.write_subscriptions(user, &subscribed)
+    }
+
+    /// True when the user has a Maildir.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.home(user)
+            .map(|h| h.join("cur").is_dir())
+            .unwrap_or(false)
+    }
+
+    /// A user's INBOX as a plain Maildir, for delivery.
+    pub fn inbox(&self, user: &str) -> Result<Maildir> {
+        Maildir::open(self.home(user)?).map_err(|_| Error::NoUser(user.to_owned()))
+    }
+
+    /// Delivers a message to a user's mailbox (`None` = INBOX) and tells its watchers. With a
+    /// unique name, a repeated delivery is a no-op (see [`Maildir::deliver_from`]).
+    pub fn deliver(
+        &self,
+        user: &str,
+        folder: Option<&str>,
+        message: &mut dyn Read,
+        unique: Option<&str>,
+    ) -> Result<PathBuf> {
+        let mailbox = self.mailbox(user, folder.unwrap_or("INBOX"))?;
+        let path = mailbox.maildir.deliver_from(message, unique)?;
+        mailbox.notify(Change::Added);
+        Ok(path)
+    }
+
+    /// Opens a handle on one of a user's mailboxes (Unicode name, `.` between levels).
+    pub fn mailbox(&self, user: &str, name: &str) -> Result<Mailbox> {
+        let dir = mailbox_dir(name)?;
+        let path = self.home(user)?.join(&dir);
+        let maildir = Maildir::open(&path).map_err(|_| Error::NoMailbox(name.to_owned()))?;
+        let key = format!("{user}/{dir}");
+        let shared = self.shared(&key);
+        Ok(Mailbox {
+            store: self.clone(),
+            key,
+            name: canonical(name),
+            maildir,
+            shared,
+        })
+    }
+
+    /// A user's mailboxes, INBOX first, then the folders sorted by name.
+    pub fn list_mailboxes(&self, user: &str) -> Result<Vec<String>> {
+        let home = self.home(user)?;
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&home).map_err(Error::io(&home))? {
+            let entry = entry.map_err(Error::io(&home))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(encoded) = name.strip_prefix('.') else {
+                continue;
+            };
+            if encoded.is_empty() || !entry.path().join("cur").is_dir() {
+                continue;
+            }
+            if let Some(decoded) = mutf7::decode(encoded) {
+                names.push(decoded);
+            }
+        }
+        names.sort();
+        names.insert(0, "INBOX".to_owned());
+        Ok(names)
+    }
+
+    /// Creates a mailbox. Missing parents are created too (RFC 3501 section 6.3.3).
+    pub fn create_mailbox(&self, user: &str, name: &str) -> Result<()> {
+        if is_inbox(name) {
+            return Err(Error::MailboxExists(name.to_owned()));
+        }
+        let home = self.home(user)?;
+        let name = name.trim_end_matches(DELIMITER);
+        let mut prefix = String::new();
+        for (i, level) in name.split(DELIMITER).enumerate() {
+            if i > 0 {
+                prefix.push(DELIMITER);
+            }
+            prefix.push_str(level);
+            let path = home.join(folder_dir(&prefix)?);
+            let last = prefix.len() == name.len();
+            if path.is_dir() {
+                if last {
+                    return Err(Error::MailboxExists(name.to_owned()));
+                }
+                continue;
+            }
+            Maildir::create(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a mailbox and its messages. INBOX cannot be deleted. Sub-folders stay.
+    pub fn delete_mailbox(&self, user: &str, name: &str) -> Result<()> {
+        if is_inbox(name) {
+            return Err(Error::BadMailboxName(name.to_owned()));
+        }
+        let mailbox = self.mailbox(user, name)?;
+        let _guard = mailbox.lock();
+        let path = mailbox.maildir.path().to_owned();
+        fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+        sync_dir(&self.home(user)?)?;
+        self.forget(&mailbox.key)?;
+        mailbox.notify(Change::Expunged);
+        Ok(())
+    }
+
+    /// Renames a mailbox and its sub-folders. Renaming INBOX moves its messages into a new
+    /// mailbox and leaves INBOX empty (RFC 3501 section 6.3.5).
+    pub fn rename_mailbox(&self, user: &str, from: &str, to: &str) -> Result<()> {
+        let home = self.home(user)?;
+        if is_inbox(to) {
+            return Err(Error::MailboxExists(to.to_owned()));
+        }
+        let target_dir = home.join(folder_dir(to)?);
+        if target_dir.exists() {
+            return Err(Error::MailboxExists(to.to_owned()));
+        }
+        if is_inbox(from) {
+            self.create_mailbox(user, to)?;
+            let inbox = self.mailbox(user, "INBOX")?;
+            let target = self.mailbox(user, to)?;
+            let _guard = inbox.lock();
+            for file in inbox.maildir.list()? {
+                let name = file
+                    .path
+                    .file_name()
+                    .map(|n| n.to_owned())
+                    .unwrap_or_default();
+                let sub = if file.in_new { "new" } else { "cur" };
+                let dest = target.maildir.path().join(sub).join(name);
+                fs::rename(&file.path, &dest).map_err(Error::io(&file.path))?;
+            }
+            target.maildir.sync()?;
+            inbox.maildir.sync()?;
+            self.forget(&inbox.key)?;
+            inbox.notify(Change::Expunged);
+            return Ok(());
+        }
+        let source = self.mailbox(user, from)?;
+        let old_prefix = format!(".{}", mutf7::encode(&canonical(from)));
+        let new_prefix = format!(".{}", mutf7::encode(&canonical(to)));
+        // The folder and every sub-folder: `.a` and `.a.b` become `.c` and `.c.b`.
+        let mut moves = Vec::new();
+        for entry in fs::read_dir(&home).map_err(Error::io(&home))? {
+            let entry = entry.map_err(Error::io(&home))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name == old_prefix || name.starts_with(&format!("{old_prefix}.")) {
+                let renamed = format!("{new_prefix}{}", &name[old_prefix.len()..]);
+                moves.push((name.to_owned(), renamed));
+            }
+        }
+        let _guard = source.lock();
+        for (old, new) in &moves {
+            fs::rename(home.join(old), home.join(new)).map_err(Error::io(home.join(old)))?;
+            self.forget(&format!("{user}/{old}"))?;
+        }
+        sync_dir(&home)?;
+        source.notify(Change::Expunged);
+        Ok(())
+    }
+
+    /// The mailboxes a user subscribed to (Courier's `subscriptions` file, one name a line).
+    pub fn subscriptions(&self, user: &str) -> Result<Vec<String>> {
+        let path = self.home(user)?.join("subscriptions");
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text
+                .lines()
+                .filter(|l| !l.is_empty())
+                .filter_map(mutf7::decode)
+                .collect()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(Error::Io { path, source: e }),
+        }
+    }
+
+    /// Subscribes to or unsubscribes from a mailbox name.
+    pub fn set_subscribed(&self, user: &str, name: &str, subscribed: bool) -> Result<()> {
+        let name = canonical(name);
+        let mut names = self.subscriptions(user)?;
+        names.retain(|n| *n != name);
+        if subscribed {
+            names.push(name);
+        }
+        self.write_subscriptions(user, &names)
+    }
+
+    fn write_subscriptions(&self, user: &str, names: &[String]) -> Result<()> {
+        let home = self.home(user)?;
+        let tmp = home.join("subscriptions.tmp");
+        let text: String = names
+            .iter()
+            .map(|n| format!("{}\n", mutf7::encode(n)))
+            .collect();
+        fs::write(&tmp, text).map_err(Error::io(&tmp))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io(&tmp))?;
+        fs::rename(&tmp, home.join("subscriptions")).map_err(Error::io(&tmp))?;
+        sync_dir(&home)
+    }
+
+    fn home(&self, user: &str) -> Result<PathBuf> {
+        if user.is_empty() || user.starts_with('.') || user.contains(['/', '\0']) {
+            return Err(Error::NoUser(user.to_owned()));
+        }
+        Ok(self.inner.root.join(user))
+    }
+
+    fn shared(&self, key: &str) -> Arc<Shared> {
+        let mut map = lock(&self.inner.mailboxes);
+        map.entry(key.to_owned())
+            .or_insert_with(|| {
+                let (changes, _) = broadcast::channel(64);
+                Arc::new(Shared {
+                    lock: Mutex::new(()),
+                    changes,
+                })
+            })
+            .clone()
+    }
+
+    /// Drops a mailbox's UIDs and UIDVALIDITY; a mailbox made again under the name starts anew
+    /// with a higher UIDVALIDITY.
+    fn forget(&self, key: &str) -> Result<()> {
+        let txn = self.inner.db.begin_write().map_err(redb::Error::from)?;
+        {
+            let mut mailboxes = txn.open_table(MAILBOXES).map_err(redb::Error::from)?;
+            let mut uids = txn.open_table(UIDS).map_err(redb::Error::from)?;
+            let mut uniques = txn.open_table(UNIQUES).map_err(redb::Error::from)?;
+            mailboxes.remove(key).map_err(redb::Error::from)?;
+            let mut names = Vec::new();
+            for item in uids
+                .range((key, 0u32)..=(key, u32::MAX))
+                .map_err(redb::Error::from)?
+            {
+                let (k, v) = item.map_err(redb::Error::from)?;
+                names.push((k.value().1, v.value().to_owned()));
+            }
+            for (uid, unique) in names {
+                uids.remove((key, uid)).map_err(redb::Error::from)?;
+                uniques
+                    .remove((key, unique.as_str()))
+                    .map_err(redb::Error::from)?;
+            }
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok(())
+    }
+}
+
+/// A handle on one mailbox.
+pub struct Mailbox {
+    store: Store,
+    key: String,
+    name: String,
+    maildir: Maildir,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox").field("key", &self.key).finish()
+    }
+}
+
+impl Mailbox {
+    /// The mailbox's name (INBOX upper-cased).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Maildir behind this mailbox.
+    pub fn maildir(&self) -> &Maildir {
+        &self.maildir
+    }
+
+    /// Watches the mailbox for changes made in this process.
+    pub fn watch(&self) -> broadcast::Receiver<Change> {
+        self.shared.changes.subscribe()
+    }
+
+    fn notify(&self, change: Change) {
+        // No receiver is no error: nobody is watching.
+        let _ = self.shared.changes.send(change);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, ()> {
+        lock(&self.shared.lock)
+    }
+
+    /// Scans the mailbox and gives every message its UID. With `claim_new`, messages in `new`
+    /// move to `cur` and come back with `recent` set: the caller is the session that saw them
+    /// first (RFC 3501 section 2.3.2, `\Recent`).
+    pub fn snapshot(&self, claim_new: bool) -> Result<MailboxSnapshot> {
+        let _guard = self.lock();
+        self.snapshot_locked(claim_new)
+    }
+
+    fn snapshot_locked(&self, claim_new: bool) -> Result<MailboxSnapshot> {
+        let mut files = self.maildir.list()?;
+        let mut recent = Vec::new();
+        if claim_new {
+            for file in files.iter_mut().filter(|f| f.in_new) {
+                match self.maildir.move_to_cur(file) {
+                    Ok(path) => {
+                        file.path = path;
+                        file.in_new = false;
+                        recent.push(file.unique.clone());
+                    }
+                    // Moved by someone else meanwhile; the next scan finds it in cur.
+                    Err(Error::MessageGone(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !recent.is_empty() {
+                sync_dir(&self.maildir.path().join("cur"))?;
+                sync_dir(&self.maildir.path().join("new"))?;
+            }
+        }
+        let (uid_validity, uid_next, uids) = self.index(&files)?;
+        let mut messages: Vec<Message> = files
+            .into_iter()
+            .filter_map(|f| {
+                let uid = *uids.get(&f.unique)?;
+                let recent = recent.contains(&f.unique);
+                Some(Message {
+                    uid,
+                    unique: f.unique,
+                    path: f.path,
+                    flags: f.flags,
+                    recent,
+                })
+            })
+            .collect();
+        messages.sort_by_key(|m| m.uid);
+        Ok(MailboxSnapshot {
+            uid_validity,
+            uid_next,
+            messages,
+        })
+    }
+
+    /// Brings the UID index in line with the files: new files get the next UIDs (oldest file
+    /// first), files gone lose theirs. Writes to redb only when something changed.
+    fn index(&self, files: &[MessageFile]) -> Result<(u32, u32, HashMap<String, u32>)> {
+        let key = self.key.as_str();
+        let db = &self.store.inner.db;
+        let (record, known) = {
+            let txn = db.begin_read().map_err(redb::Error::from)?;
+            let mailboxes = txn.open_table(MAILBOXES).map_err(redb::Error::from)?;
+            let uids = txn.open_table(UIDS).map_err(redb::Error::from)?;
+            let record = mailboxes
+                .get(key)
+                .map_err(redb::Error::from)?
+                .map(|v| v.value());
+            let mut known = HashMap::new();
+            for item in uids
+                .range((key, 0u32)..=(key, u32::MAX))
+                .map_err(redb::Error::from)?
+            {
+                let (k, v) = item.map_err(redb::Error::from)?;
+                known.insert(v.value().to_owned(), k.value().1);
+            }
+            (record, known)
+        };
+        let mut missing: Vec<&MessageFile> = files
+            .iter()
+            .filter(|f| !known.contains_key(&f.unique))
+            .collect();
+        let present: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.unique.as_str()).collect();
+        let stale: Vec<(String, u32)> = known
+            .iter()
+            .filter(|(unique, _)| !present.contains(unique.as_str()))
+            .map(|(u, uid)| (u.clone(), *uid))
+            .collect();
+        if let Some((validity, next)) = record {
+            if missing.is_empty() && stale.is_empty() {
+                return Ok((validity, next, known));
+            }
+        }
+
+        missing.sort_by_cached_key(|f| {
+            let mtime = fs::metadata(&f.path)
+                .and_then(|m| m.modified())
+                .unwrap_or(UNIX_EPOCH);
+            (mtime, f.unique.clone())
+        });
+        let mut known = known;
+        let txn = db.begin_write().map_err(redb::Error::from)?;
+        let result;
+        {
+            let mut mailboxes = txn.open_table(MAILBOXES).map_err(redb::Error::from)?;
+            let mut uids = txn.open_table(UIDS).map_err(redb::Error::from)?;
+            let mut uniques = txn.open_table(UNIQUES).map_err(redb::Error::from)?;
+            let mut meta = txn.open_table(META).map_err(redb::Error::from)?;
+            let (validity, mut next) = match record {
+                Some(r) => r,
+                None => {
+                    let last = meta.get("last_uid_validity").map_err(redb::Error::from)?;
+                    let last = last.map(|v| v.value()).unwrap_or(0);
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default();
+                    let now = u32::try_from(now.as_secs()).unwrap_or(u32::MAX - 1);
+                    let validity = now.max(last.saturating_add(1));
+                    meta.insert("last_uid_validity", validity)
+                        .map_err(redb::Error::from)?;
+                    (validity, 1)
+                }
+            };
+            for (unique, uid) in &stale {
+                uids.remove((key, *uid)).map_err(redb::Error::from)?;
+                uniques
+                    .remove((key, unique.as_str()))
+                    .map_err(redb::Error::from)?;
+                known.remove(unique);
+            }
+            for file in missing {
+                let uid = next;
+                next = next.saturating_add(1);
+                uids.insert((key, uid), file.unique.as_str())
+                    .map_err(redb::Error::from)?;
+                uniques
+                    .insert((key, file.unique.as_str()), uid)
+                    .map_err(redb::Error::from)?;
+                known.insert(file.unique.clone(), uid);
+            }
+            mailboxes
+                .insert(key, (validity, next))
+                .map_err(redb::Error::from)?;
+            result = (validity, next);
+        }
+        txn.commit().map_err(redb::Error::from)?;
+        Ok((result.0, result.1, known))
+    }
+
+    /// Sets a message's flags (found by its unique name). Returns the message as it is now.
+    pub fn set_flags(&self, unique: &str, flags: &Flags) -> Result<PathBuf> {
+        let _guard = self.lock();
+        let path = self
+            .maildir
+            .find(unique)?
+            .ok_or_else(|| Error::MessageGone(unique.to_owned()))?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let current = if path.parent() == Some(&self.maildir.path().join("new")) {
+            Flags::default()
+        } else {
+            Flags::split_file_name(name).1
+        };
+        let file = MessageFile {
+            unique: unique.to_owned(),
+            in_new: path.parent() == Some(&self.maildir.path().join("new")),
+            path: path.clone(),
+            flags: current.clone(),
+        };
+        if current == *flags && !file.in_new {
+            return Ok(path);
+        }
+        let new_path = self.maildir.set_flags(&file, flags)?;
+        sync_dir(&self.maildir.path().join("cur"))?;
+        drop(_guard);
+        self.notify(Change::Flags);
+        Ok(new_path)
+    }
+
+    /// Adds a message with flags and an internal date (APPEND, COPY, MOVE). Returns its UID.
+    pub fn append(
+        &self,
+        message: &mut dyn Read,
+        flags: &Flags,
+        internal_date: Option<SystemTime>,
+    ) -> Result<u32> {
+        let path = self.maildir.add_to_cur(message, flags, internal_date)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let unique = Flags::split_file_name(name).0.to_owned();
+        let _guard = self.lock();
+        let snapshot = self.snapshot_locked(false)?;
+        drop(_guard);
+        self.notify(Change::Added);
+        snapshot
+            .messages
+            .iter()
+            .find(|m| m.unique == unique)
+            .map(|m| m.uid)
+            .ok_or(Error::MessageGone(unique))
+    }
+
+    /// Removes messages (by unique name) and their UIDs. Missing ones are skipped.
+    pub fn expunge(&self, uniques: &[String]) -> Result<()> {
+        if uniques.is_empty() {
+            return Ok(());
+        }
+        let _guard = self.lock();
+        for unique in uniques {
+            if let Some(path) = self.maildir.find(unique)? {
+                let file = MessageFile {
+                    unique: unique.clone(),
+                    path,
+                    in_new: false,
+                    flags: Flags::default(),
+                };
+                self.maildir.remove(&file)?;
+            }
+        }
+        self.maildir.sync()?;
+        let files = self.maildir.list()?;
+        self.index(&files)?;
+        drop(_guard);
+        self.notify(Change::Expunged);
+        Ok(())
+    }
+}
+
+/// The on-disk directory of a mailbox: empty for INBOX, `.<mutf7 name>` for a folder.
+fn mailbox_dir(name: &str) -> Result<String> {
+    if is_inbox(name) {
+        Ok(String::new())
+    } else {
+        folder_dir(name)
+    }
+}
+
+fn folder_dir(name: &str) -> Result<String> {
+    let bad = name.is_empty()
+        || name.contains(['/', '\0', '\r', '\n'])
+        || name.starts_with(DELIMITER)
+        || name.ends_with(DELIMITER)
+        || name.contains("..")
+        || name.chars().any(char::is_control);
+    if bad {
+        return Err(Error::BadMailboxName(name.to_owned()));
+    }
+    Ok(format!(".{}", mutf7::encode(name)))
+}
+
+fn is_inbox(name: &str) -> bool {
+    name.eq_ignore_ascii_case("INBOX")
+}
+
+fn canonical(name: &str) -> String {
+    if is_inbox(name) {
+        "INBOX".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in another session while it held the lock leaves no half-made state behind in
+    // what the lock guards (file renames are atomic), so the poison is ignored.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        let db = Arc::new(Database::create(dir.join("mail.redb")).unwrap());
+        Store::open(dir.join("mail"), db).unwrap()
+    }
+
+    #[test]
+    fn every_user_gets_the_special_folders_subscribed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("alice").unwrap();
+        assert_eq!(
+            store.list_mailboxes("alice").unwrap(),
+            ["INBOX", "Drafts", "Junk", "Sent", "Trash"]
+        );
+        assert!(dir.path().join("mail/alice/.Sent/cur").is_dir());
+        assert_eq!(store.subscriptions("alice").unwrap().len(), 4);
+    }
+
+    #[test]
+    fn uids_and_uidvalidity_survive_reopening_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (validity, uids) = {
+            let store = store(dir.path());
+            store.create_user("alice").unwrap();
+            for i in 0..3 {
+                store
+                    .deliver("alice", None, &mut &b"x"[..], Some(&format!("m{i}")))
+                    .unwrap();
+            }
+            let snap = store
+                .mailbox("alice", "INBOX")
+                .unwrap()
+                .snapshot(true)
+                .unwrap();
+            assert!(snap.messages.iter().all(|m| m.recent));
+            let uids: Vec<(u32, String)> = snap
+                .messages
+                .iter()
+                .map(|m| (m.uid, m.unique.clone()))
+                .collect();
+            (snap.uid_validity, uids)
+        };
+        let store = store(dir.path());
+        let snap = store
+            .mailbox("alice", "inbox")
+            .unwrap()
+            .snapshot(true)
+            .unwrap();
+        assert_eq!(snap.uid_validity, validity);
+        let again: Vec<(u32, String)> = snap
+            .messages
+            .iter()
+            .map(|m| (m.uid, m.unique.clone()))
+            .collect();
+        assert_eq!(again, uids);
+        assert_eq!(uids.iter().map(|u| u.0).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(snap.messages.iter().all(|m| !m.recent));
+    }
+
+    #[test]
+    fn expunged_uids_are_never_given_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("bob").unwrap();
+        store.deliver("bob", None, &mut &b"1"[..], None).unwrap();
+        store.deliver("bob", None, &mut &b"2"[..], None).unwrap();
+        let inbox = store.mailbox("bob", "INBOX").unwrap();
+        let snap = inbox.snapshot(false).unwrap();
+        inbox.expunge(&[snap.messages[1].unique.clone()]).unwrap();
+        store.deliver("bob", None, &mut &b"3"[..], None).unwrap();
+        let snap = inbox.snapshot(false).unwrap();
+        assert_eq!(
+            snap.messages.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            [1, 3]
+        );
+        assert_eq!(snap.uid_next, 4);
+    }
+
+    #[test]
+    fn a_recreated_mailbox_gets_a_new_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("bob").unwrap();
+        store.create_mailbox("bob", "Work").unwrap();
+        let first = store
+            .mailbox("bob", "Work")
+            .unwrap()
+            .snapshot(false)
+            .unwrap()
+            .uid_validity;
+        store.delete_mailbox("bob", "Work").unwrap();
+        store.create_mailbox("bob", "Work").unwrap();
+        let second = store
+            .mailbox("bob", "Work")
+            .unwrap()
+            .snapshot(false)
+            .unwrap()
+            .uid_validity;
+        assert!(second > first);
+    }
+
+    #[test]
+    fn folder_names_are_kept_in_modified_utf7_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("bob").unwrap();
+        store.create_mailbox("bob", "Entwürfe.Alt").unwrap();
+        assert!(dir.path().join("mail/bob/.Entw&APw-rfe.Alt/cur").is_dir());
+        assert!(dir.path().join("mail/bob/.Entw&APw-rfe/cur").is_dir());
+        let names = store.list_mailboxes("bob").unwrap();
+        assert!(names.contains(&"Entwürfe.Alt".to_owned()));
+        store.rename_mailbox("bob", "Entwürfe", "Drafts2").unwrap();
+        let names = store.list_mailboxes("bob").unwrap();
+        assert!(names.contains(&"Drafts2.Alt".to_owned()), "{names:?}");
+    }
+
+    #[test]
+    fn flag_changes_and_deliveries_are_announced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("carol").unwrap();
+        let inbox = store.mailbox("carol", "INBOX").unwrap();
+        let mut watch = inbox.watch();
+        store
+            .deliver("carol", None, &mut &b"x"[..], Some("m1"))
+            .unwrap();
+        assert_eq!(watch.try_recv().unwrap(), Change::Added);
+        inbox.set_flags("m1", &Flags::from_letters("S")).unwrap();
+        assert_eq!(watch.try_recv().unwrap(), Change::Flags);
+        let snap = inbox.snapshot(false).unwrap();
+        assert!(snap.messages[0].flags.seen);
+    }
+
+    #[test]
+    fn append_returns_the_new_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("dave").unwrap();
+        let sent = store.mailbox("dave", "Sent").unwrap();
+        let uid = sent
+            .append(&mut &b"a"[..], &Flags::from_letters("S"), None)
+            .unwrap();
+        assert_eq!(uid, 1);
+        let uid = sent
+            .append(&mut &b"b"[..], &Flags::default(), None)
+            .unwrap();
+        assert_eq!(uid, 2);
+    }
+}
