@@ -1,15 +1,277 @@
 //! The `[mail]` section.
 
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// The `[mail]` section.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
+    /// This box's host name, in the SMTP greeting and in Received headers.
+    pub hostname: String,
+    /// The domains whose mail is delivered here (local users, aliases, catch-alls).
+    pub domains: Vec<String>,
+    /// The fax domain: mail to `<number>@<fax_domain>` goes to the fax spool. Empty for none.
+    pub fax_domain: String,
+    /// `[mail.listen]`: the addresses of the SMTP, IMAP and POP3 listeners.
+    pub listen: Listen,
+    /// `[mail.tls]`: the certificate of every TLS listener.
+    pub tls: Tls,
+    /// `[mail.limits]`: sizes, counts and timeouts of SMTP sessions.
+    pub limits: Limits,
+    /// What to do with a bare CR or LF in message data: `"reject"` (554 5.6.0, the default)
+    /// or `"normalize"` (store it as CRLF). Neither ever ends the message early.
+    pub bare_line_endings: BareLineEndings,
+    /// Networks that may relay without authentication (scanners, scripts on the LAN), as
+    /// `"192.168.1.0/24"`. Loopback is not trusted unless listed.
+    pub trusted_networks: Vec<Network>,
+    /// `[[mail.users]]`: people with a mailbox here.
+    pub users: Vec<User>,
+    /// `[[mail.aliases]]`: addresses that expand to one or many others (groups).
+    pub aliases: Vec<Alias>,
+    /// `[[mail.remote_users]]`: addresses of a local domain whose mail is relayed to a
+    /// mailbox at the ISP.
+    pub remote_users: Vec<RemoteUser>,
+    /// `[mail.catch_all]`: per local domain, where mail to unknown local parts goes
+    /// (`"office.example" = "alice"`).
+    pub catch_all: BTreeMap<String, String>,
     /// `[mail.queue]`: retries, expiry, notices, concurrency, hold while the link is down.
     pub queue: Queue,
     /// `[mail.relay]`: how outbound mail leaves (smarthost or direct MX).
     pub relay: Relay,
+}
+
+impl Default for Mail {
+    fn default() -> Mail {
+        Mail {
+            hostname: "localhost".into(),
+            domains: Vec::new(),
+            fax_domain: String::new(),
+            listen: Listen::default(),
+            tls: Tls::default(),
+            limits: Limits::default(),
+            bare_line_endings: BareLineEndings::default(),
+            trusted_networks: Vec::new(),
+            users: Vec::new(),
+            aliases: Vec::new(),
+            remote_users: Vec::new(),
+            catch_all: BTreeMap::new(),
+            queue: Queue::default(),
+            relay: Relay::default(),
+        }
+    }
+}
+
+/// `[mail.listen]`: where each server listens. Defaults are the standard ports on all
+/// addresses; examples/dev.toml moves them above 1024 on loopback.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Listen {
+    /// SMTP from the internet (MX), port 25.
+    pub smtp: SocketAddr,
+    /// Submission with STARTTLS and AUTH, port 587 (RFC 6409).
+    pub submission: SocketAddr,
+    /// Submission over implicit TLS, port 465 (RFC 8314).
+    pub submissions: SocketAddr,
+    /// IMAP with STARTTLS, port 143.
+    pub imap: SocketAddr,
+    /// IMAP over implicit TLS, port 993.
+    pub imaps: SocketAddr,
+    /// POP3 with STLS, port 110.
+    pub pop3: SocketAddr,
+    /// POP3 over implicit TLS, port 995.
+    pub pop3s: SocketAddr,
+}
+
+impl Default for Listen {
+    fn default() -> Listen {
+        let any = |port| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port);
+        Listen {
+            smtp: any(25),
+            submission: any(587),
+            submissions: any(465),
+            imap: any(143),
+            imaps: any(993),
+            pop3: any(110),
+            pop3s: any(995),
+        }
+    }
+}
+
+/// `[mail.tls]`: the server certificate. With both paths empty a self-signed certificate is
+/// made on first start and kept under the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificate chain.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+}
+
+/// `[mail.limits]`: limits of SMTP sessions; each is enforced with its proper reply.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// The largest message in octets, offered as SIZE; larger ones get 552 5.3.4.
+    pub max_message_size: usize,
+    /// Recipients per message (RFC 5321 section 4.5.3.1.8: at least 100); more get 452.
+    pub max_recipients: usize,
+    /// The longest line of message data; a longer line refuses the message (never split).
+    pub max_line_length: usize,
+    /// Bad commands answered before the session is closed with 421.
+    pub max_errors: u32,
+    /// Simultaneous SMTP connections from one client address; more get 421 at once.
+    pub max_connections_per_client: usize,
+    /// Simultaneous SMTP connections in total.
+    pub max_connections: usize,
+    /// Waiting for a command (RFC 5321 section 4.5.3.2.7: 5 minutes).
+    pub command_timeout: Span,
+    /// Waiting for the next block of message data (RFC 5321 section 4.5.3.2).
+    pub data_timeout: Span,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 64 * 1024,
+            max_errors: 10,
+            max_connections_per_client: 10,
+            max_connections: 100,
+            command_timeout: Span(300),
+            data_timeout: Span(300),
+        }
+    }
+}
+
+/// The policy for bare CR and bare LF in message data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLineEndings {
+    /// Refuse the message with 554 5.6.0 once it has been read.
+    #[default]
+    Reject,
+    /// Store each bare CR or LF as CRLF.
+    Normalize,
+}
+
+/// A person with a mailbox here.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct User {
+    /// The login name and local part (`alice` gets `alice@` every local domain).
+    pub name: String,
+    /// The argon2 PHC string of the password (`postroom mail hash-password`).
+    pub password_hash: String,
+    /// Addresses the mail is forwarded to.
+    pub forward: Vec<String>,
+    /// With `forward`, also keep a copy in the local mailbox.
+    pub keep_copy: bool,
+}
+
+/// An address that expands to others: one (an alias) or many (a group). Members are local
+/// names, full addresses, or other aliases.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alias {
+    /// A local part (valid in every local domain) or a full address.
+    pub name: String,
+    /// Where the mail goes.
+    pub members: Vec<String>,
+}
+
+/// An address of a local domain whose mailbox is at the ISP.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RemoteUser {
+    /// A local part or a full address of a local domain.
+    pub name: String,
+    /// The ISP mailbox the mail is relayed to.
+    pub mailbox: String,
+}
+
+/// An IP network, written `"192.168.1.0/24"` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    /// The network address.
+    pub address: IpAddr,
+    /// The prefix length.
+    pub prefix: u8,
+}
+
+impl Network {
+    /// True when `ip` lies in this network. An IPv4-mapped IPv6 address counts as IPv4.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.address, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Network, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let address: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network"))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix length must be 0 to {max}"))?,
+            None => max,
+        };
+        Ok(Network { address, prefix })
+    }
+}
+
+impl std::fmt::Display for Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Network, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[mail.queue]`: the outbound queue.
@@ -199,5 +461,70 @@ mod queue_tests {
         for s in ["0s", "90s", "5m", "4h", "5d"] {
             assert_eq!(s.parse::<Span>().unwrap().to_string(), s);
         }
+    }
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::*;
+
+    #[test]
+    fn trusted_networks_match_their_addresses_only() {
+        let lan: Network = "192.168.1.0/24".parse().unwrap();
+        assert!(lan.contains("192.168.1.77".parse().unwrap()));
+        assert!(!lan.contains("192.168.2.1".parse().unwrap()));
+        assert!(lan.contains("::ffff:192.168.1.5".parse().unwrap()));
+        let host: Network = "10.0.0.1".parse().unwrap();
+        assert!(host.contains("10.0.0.1".parse().unwrap()));
+        assert!(!host.contains("10.0.0.2".parse().unwrap()));
+        let all: Network = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+    }
+
+    #[test]
+    fn users_aliases_and_listeners_are_read() {
+        let text = r#"
+[mail]
+hostname = "mail.office.example"
+domains = ["office.example"]
+fax_domain = "fax.office.example"
+trusted_networks = ["192.168.1.0/24"]
+bare_line_endings = "normalize"
+[mail.listen]
+smtp = "127.0.0.1:2525"
+[mail.limits]
+command_timeout = "2m"
+[mail.catch_all]
+"office.example" = "alice"
+[[mail.users]]
+name = "alice"
+password_hash = "$argon2id$x"
+forward = ["a@elsewhere.example"]
+keep_copy = true
+[[mail.aliases]]
+name = "team"
+members = ["alice", "bob"]
+"#;
+        let config = crate::Config::parse(text).unwrap();
+        let mail = &config.mail;
+        assert_eq!(mail.listen.smtp.port(), 2525);
+        assert_eq!(mail.listen.submission.port(), 587);
+        assert_eq!(mail.limits.command_timeout, Span(120));
+        assert_eq!(mail.bare_line_endings, BareLineEndings::Normalize);
+        assert_eq!(mail.users[0].forward, ["a@elsewhere.example"]);
+        assert_eq!(mail.aliases[0].members, ["alice", "bob"]);
+        assert_eq!(mail.catch_all["office.example"], "alice");
+    }
+
+    #[test]
+    fn unknown_user_key_is_an_error() {
+        let err = crate::Config::parse(
+            "[[mail.users]]
+name = \"a\"
+pasword = \"x\"
+",
+        );
+        assert!(err.is_err());
     }
 }
