@@ -21,7 +21,7 @@ const COMMANDS: &[Command] = &[
     Command {
         name: "run",
         about: "run the appliance: start and watch every component",
-        run: postroom_supervisor::cli::run,
+        run: |args| postroom_supervisor::cli::run(args, COMMANDS.iter().map(|c| c.name)),
     },
     Command {
         name: "ctl",

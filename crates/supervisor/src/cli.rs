@@ -1,13 +1,45 @@
 //! Entry points for `postroom run` and `postroom ctl`.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
-/// `postroom run --config FILE`.
-pub fn run(_args: Vec<OsString>) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+use anyhow::Context;
+use clap::Parser;
+use postroom_config::Config;
+
+use crate::settings::Settings;
+
+/// `postroom run`: start and watch every component.
+#[derive(Debug, Parser)]
+#[command(
+    name = "postroom run",
+    about = "Run the appliance: start and watch every component"
+)]
+struct RunArgs {
+    /// The configuration file.
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+}
+
+/// `postroom run --config FILE`. `built_in` names the subcommands of this binary: an enabled
+/// component without a `command` in the configuration runs as `<this binary> NAME`.
+pub fn run<'a>(
+    args: Vec<OsString>,
+    built_in: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<()> {
+    let built_in: Vec<&str> = built_in.into_iter().collect();
+    let args = RunArgs::parse_from(args);
+    let config = Config::load(&args.config)?;
+    postroom_logging::init("supervisor")?;
+    let program = std::env::current_exe()
+        .context("cannot find this program's own path to start the components")?
+        .into_os_string();
+    let settings = Settings::new(&config, &args.config, program, &built_in);
+    crate::supervise::run(settings)?;
+    Ok(())
 }
 
 /// `postroom ctl --config FILE ...`.
-pub fn ctl(_args: Vec<OsString>) -> anyhow::Result<()> {
-    anyhow::bail!("not built yet")
+pub fn ctl(args: Vec<OsString>) -> anyhow::Result<()> {
+    crate::ctl::main(args)
 }

@@ -1,0 +1,98 @@
+//! `postroom ctl`: talk to a running appliance through the supervisor's control socket.
+//!
+//! Each subcommand is one variant of [`Command`] and one arm in [`Command::run`]; a new one
+//! (`ctl queue`, `ctl link`) adds a variant and a module beside `supervisor.rs`. Every
+//! subcommand gets a [`Ctl`]: the configuration and the `--json` choice.
+
+mod supervisor;
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use postroom_config::Config;
+use postroom_control::BlockingClient;
+
+/// How long ctl waits for an answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `postroom ctl`.
+#[derive(Debug, Parser)]
+#[command(name = "postroom ctl", about = "Talk to a running appliance")]
+struct Args {
+    /// The configuration file of the running appliance (it says where the sockets are).
+    #[arg(long, short, value_name = "FILE")]
+    config: PathBuf,
+    /// Print JSON for scripts instead of text for people.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands of `postroom ctl`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every component: state, pid, uptime, restarts, last exit.
+    Status,
+    /// Stop a component and start it again, forgetting its crashes.
+    Restart {
+        /// The component, e.g. `mail`.
+        name: String,
+    },
+    /// Tell every component to re-read the configuration (SIGHUP).
+    Reload,
+    /// Show the recent log lines of every component, or of one.
+    Logs {
+        /// Only this component.
+        name: Option<String>,
+        /// How many lines per component.
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: usize,
+    },
+}
+
+/// What every subcommand gets.
+#[derive(Debug)]
+pub struct Ctl {
+    /// The loaded configuration.
+    pub config: Config,
+    /// Print JSON rather than text.
+    pub json: bool,
+}
+
+impl Ctl {
+    /// A client for the control socket of `component` (`supervisor`, `mail`, ...).
+    pub fn client(&self, component: &str) -> anyhow::Result<BlockingClient> {
+        let socket = self.config.system.run_dir.join(format!("{component}.sock"));
+        Ok(BlockingClient::new(socket)?.with_timeout(TIMEOUT))
+    }
+}
+
+impl Command {
+    /// Runs the subcommand.
+    pub fn run(self, ctl: &Ctl) -> anyhow::Result<()> {
+        match self {
+            Command::Status => supervisor::status(ctl),
+            Command::Restart { name } => supervisor::restart(ctl, &name),
+            Command::Reload => supervisor::reload(ctl),
+            Command::Logs { name, lines } => supervisor::logs(ctl, name.as_deref(), lines),
+        }
+    }
+}
+
+/// `postroom ctl --config FILE [--json] COMMAND`.
+pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
+    let args = Args::parse_from(args);
+    let ctl = Ctl {
+        config: load(&args.config)?,
+        json: args.json,
+    };
+    args.command.run(&ctl)
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Config::load(path).with_context(|| "cannot read the configuration".to_string())
+}
