@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
-    /// This box's host name, in the SMTP greeting and in Received headers.
+    /// This box's host name, in the SMTP greeting and in Received headers; empty takes
+    /// `[system] hostname`.
     pub hostname: String,
-    /// The domains whose mail is delivered here (local users, aliases, catch-alls).
+    /// The domains whose mail is delivered here (local users, aliases, catch-alls); empty
+    /// takes `[system] domains`.
     pub domains: Vec<String>,
     /// The fax domain: mail to `<number>@<fax_domain>` goes to the fax spool. Empty for none.
     pub fax_domain: String,
@@ -47,7 +49,7 @@ pub struct Mail {
 impl Default for Mail {
     fn default() -> Mail {
         Mail {
-            hostname: "localhost".into(),
+            hostname: String::new(),
             domains: Vec::new(),
             fax_domain: String::new(),
             listen: Listen::default(),
