@@ -2,7 +2,8 @@
 //!
 //! In `permanent` mode the link is always up and nothing is dialled. In `on-demand` mode a
 //! modem is dialled when a component holds the link, on a schedule, or by hand, and hung up
-//! when idle. Times of day are local (`time_zone`), written `"HH:MM"`.
+//! when idle. Times of day are local (`time_zone`), written `"HH:MM"`. The call log is
+//! `<system.data_dir>/link.redb`, the control socket `<system.run_dir>/link.sock`.
 
 use std::path::PathBuf;
 
@@ -17,11 +18,6 @@ pub struct Link {
     /// The IANA time zone for schedules and tariffs (`"Europe/Berlin"`); empty for the
     /// system's zone.
     pub time_zone: String,
-    /// Where the call log (`link.redb`) lives; empty for `system.data_dir`, or the current
-    /// directory when that is not set either.
-    pub data_dir: PathBuf,
-    /// The control socket; empty for `<system.run_dir>/link.sock`.
-    pub socket: PathBuf,
     /// `[link.modem]`: the serial port and the AT dialogue.
     pub modem: Modem,
     /// `[link.dial]`: redial, idle and call-length policy.
@@ -41,8 +37,6 @@ impl Default for Link {
         Link {
             mode: Mode::Permanent,
             time_zone: String::new(),
-            data_dir: PathBuf::new(),
-            socket: PathBuf::new(),
             modem: Modem::default(),
             dial: Dial::default(),
             schedule: Schedule::default(),
