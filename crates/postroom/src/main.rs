@@ -28,6 +28,11 @@ const COMMANDS: &[Command] = &[
         about: "talk to a running appliance: status, restart, reload, logs",
         run: postroom_supervisor::cli::ctl,
     },
+    Command {
+        name: "link",
+        about: "the link to the ISP: permanent, or a modem dialled on demand",
+        run: postroom_link::run,
+    },
 ];
 
 fn main() -> ExitCode {
