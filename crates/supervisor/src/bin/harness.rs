@@ -7,10 +7,12 @@
 //!   and stops on SIGTERM. Options make it misbehave:
 //!   - `--exit-at-once CODE`: print a line to stderr and exit with CODE before serving;
 //!   - `--ignore-sigterm`: stay up after SIGTERM (only SIGKILL ends it);
-//!   - `--leave-orphan FILE`: start a grandchild that outlives its parent, write its pid to FILE.
+//!   - `--exit-if-exists FILE`: like `--exit-at-once 4`, but only while FILE exists;
+//!   - `--leave-orphan FILE`: start a grandchild that outlives its parent and sleeps for
+//!     `--orphan-secs SECS` (default 1.5), and write its pid to FILE.
 //!
 //!   `POST /debug/hang` makes every later `/health` call hang.
-//! - `harness orphan-parent FILE` and `harness sleeper SECS` are the two halves of
+//! - `harness orphan-parent FILE SECS` and `harness sleeper SECS` are the two halves of
 //!   `--leave-orphan`.
 
 #![forbid(unsafe_code)]
@@ -28,8 +30,8 @@ use postroom_config::Config;
 use postroom_control::{Health, Status};
 use tokio::signal::unix::{SignalKind, signal};
 
-/// The component names this harness answers to, as `postroom` answers to `mail`.
-const STAND_INS: &[&str] = &["alpha", "beta", "gamma", "delta"];
+/// The component names this harness answers to, as `postroom` does: all of Postroom's.
+const STAND_INS: &[&str] = postroom_config::supervisor::COMPONENTS;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -61,7 +63,9 @@ struct Options {
     config: Option<PathBuf>,
     exit_at_once: Option<u8>,
     ignore_sigterm: bool,
+    exit_if_exists: Option<PathBuf>,
     leave_orphan: Option<PathBuf>,
+    orphan_secs: Option<String>,
 }
 
 fn parse(args: &[OsString]) -> anyhow::Result<Options> {
@@ -79,7 +83,11 @@ fn parse(args: &[OsString]) -> anyhow::Result<Options> {
                 options.exit_at_once = Some(value()?.to_string_lossy().parse()?);
             }
             Some("--ignore-sigterm") => options.ignore_sigterm = true,
+            Some("--exit-if-exists") => options.exit_if_exists = Some(value()?.into()),
             Some("--leave-orphan") => options.leave_orphan = Some(value()?.into()),
+            Some("--orphan-secs") => {
+                options.orphan_secs = Some(value()?.to_string_lossy().into_owned());
+            }
             _ => anyhow::bail!("unknown argument {arg:?}"),
         }
     }
@@ -93,6 +101,13 @@ fn stand_in(name: &str, args: &[OsString]) -> anyhow::Result<()> {
         eprintln!("stand-in {name}: giving up at once with exit code {code}");
         std::process::exit(i32::from(code));
     }
+    if let Some(file) = options.exit_if_exists.as_ref().filter(|f| f.exists()) {
+        eprintln!(
+            "stand-in {name}: {} exists, giving up with exit code 4",
+            file.display()
+        );
+        std::process::exit(4);
+    }
     let config_path = options
         .config
         .clone()
@@ -100,9 +115,11 @@ fn stand_in(name: &str, args: &[OsString]) -> anyhow::Result<()> {
     let config = Config::load(&config_path)?;
     let socket = config.system.run_dir.join(format!("{name}.sock"));
     if let Some(file) = &options.leave_orphan {
+        let secs = options.orphan_secs.as_deref().unwrap_or("1.5");
         let status = Command::new(std::env::current_exe()?)
             .arg("orphan-parent")
             .arg(file)
+            .arg(secs)
             .status()?;
         anyhow::ensure!(status.success(), "orphan-parent failed: {status}");
     }
@@ -183,12 +200,12 @@ async fn serve(name: String, socket: PathBuf, options: Options) -> anyhow::Resul
 
 /// Starts a sleeper, writes its pid to FILE, and exits, so the sleeper is orphaned.
 fn orphan_parent(args: &[OsString]) -> anyhow::Result<()> {
-    let file = args
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("orphan-parent FILE"))?;
+    let (Some(file), Some(secs)) = (args.first(), args.get(1)) else {
+        anyhow::bail!("usage: orphan-parent FILE SECS");
+    };
     let child = Command::new(std::env::current_exe()?)
         .arg("sleeper")
-        .arg("2")
+        .arg(secs)
         .spawn()?;
     std::fs::write(file, child.id().to_string())?;
     Ok(())

@@ -1,0 +1,72 @@
+//! `postroom ctl`: status for people and scripts, restart, reload, logs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Appliance, component_in, process_ended};
+
+#[test]
+fn ctl_restart_reload_and_logs_act_on_the_running_components() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    let pids = appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    let restart = appliance.ctl(&["restart", "mail"]);
+    assert!(restart.status.success(), "{restart:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&restart.stdout).trim(),
+        "restarting mail"
+    );
+    let status = appliance.wait_for("mail restarted", Duration::from_secs(30), |s| {
+        component_in(s, "mail")
+            .is_some_and(|c| c["state"] == "up" && c["pid"].as_i64() != Some(pids[0]))
+    });
+    let mail = component_in(&status, "mail").unwrap();
+    assert_eq!(mail["restarts"], 1);
+    assert_eq!(mail["last_exit"]["reason"], "restart requested");
+    assert_eq!(
+        mail["last_exit"]["description"], "exit code 0",
+        "stopped by SIGTERM"
+    );
+    assert!(process_ended(pids[0]));
+    assert_eq!(component_in(&status, "link").unwrap()["restarts"], 0);
+
+    let unknown = appliance.ctl(&["restart", "nosuch"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no component named"));
+
+    let reload = appliance.ctl(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&reload.stdout).trim(),
+        "asked to reload: link, mail"
+    );
+
+    // The components print a line on SIGHUP; the supervisor keeps it for ctl logs.
+    common::eventually("reload lines in ctl logs", Duration::from_secs(15), || {
+        let logs = appliance.ctl(&["logs"]);
+        let text = String::from_utf8_lossy(&logs.stdout);
+        text.lines()
+            .any(|l| l.starts_with("mail[") && l.contains("reloaded its configuration"))
+            && text
+                .lines()
+                .any(|l| l.starts_with("link[") && l.contains("reloaded"))
+    });
+    let link_only = appliance.ctl(&["logs", "link", "--json"]);
+    let link_only: serde_json::Value = serde_json::from_slice(&link_only.stdout).unwrap();
+    let components = link_only["components"].as_object().unwrap();
+    assert_eq!(components.keys().collect::<Vec<_>>(), ["link"]);
+
+    let text = appliance.ctl(&["status"]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    let mail_row = text
+        .lines()
+        .find(|l| l.starts_with("mail "))
+        .unwrap_or_default();
+    assert!(mail_row.contains(" up "), "ctl status:\n{text}");
+    assert!(
+        mail_row.contains("restart requested"),
+        "ctl status:\n{text}"
+    );
+}
