@@ -86,16 +86,24 @@ pub struct SendOptions {
     pub resolver: Option<Arc<TokioResolver>>,
 }
 
-/// Sends one message to the recipients of one domain and returns an outcome per recipient, in
-/// the order of `transaction.recipients`. Never fails as a whole: a failure to connect is a
-/// deferral of every recipient, with the reason as its reply.
+/// What became of one message sent to one destination.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    /// An outcome per recipient, in the order of `transaction.recipients`.
+    pub outcomes: Vec<RecipientOutcome>,
+    /// The server that gave the outcomes (DSN Remote-MTA), when one was reached.
+    pub server: Option<String>,
+}
+
+/// Sends one message to the recipients of one domain. Never fails as a whole: a failure to
+/// connect is a deferral of every recipient, with the reason as its reply.
 pub async fn send(
     relay: &Relay,
     options: &SendOptions,
     domain: &str,
     transaction: Transaction,
     body: &[u8],
-) -> Vec<RecipientOutcome> {
+) -> Sent {
     match relay {
         Relay::Smarthost {
             host,
@@ -116,7 +124,11 @@ pub async fn send(
                 cert,
                 options,
             };
-            attempt.run(&transaction, body).await.0
+            let (outcomes, reached) = attempt.run(&transaction, body).await;
+            Sent {
+                outcomes,
+                server: reached.then(|| host.clone()),
+            }
         }
         Relay::Mx { port } => send_mx(*port, options, domain, transaction, body).await,
     }
@@ -128,14 +140,17 @@ async fn send_mx(
     domain: &str,
     transaction: Transaction,
     body: &[u8],
-) -> Vec<RecipientOutcome> {
+) -> Sent {
     let every = |reply: Reply| {
         let outcome = if reply.is_permanent() {
             RecipientOutcome::Failed(reply)
         } else {
             RecipientOutcome::Deferred(reply)
         };
-        vec![outcome; transaction.recipients.len()]
+        Sent {
+            outcomes: vec![outcome; transaction.recipients.len()],
+            server: None,
+        }
     };
     let resolver = match &options.resolver {
         Some(r) => r.clone(),
@@ -175,9 +190,15 @@ async fn send_mx(
         };
         let (outcomes, decided) = attempt.run(&transaction, body).await;
         if decided {
-            return outcomes;
+            return Sent {
+                outcomes,
+                server: Some(host.clone()),
+            };
         }
-        last = Some(outcomes);
+        last = Some(Sent {
+            outcomes,
+            server: None,
+        });
     }
     last.unwrap_or_else(|| every(Reply::local(451, format!("4.4.3 no server for {domain}"))))
 }

@@ -15,7 +15,7 @@ pub mod reply;
 pub mod tls;
 
 pub use client::{Credentials, RecipientOutcome, SessionConfig, TlsMode, Transaction};
-pub use driver::{Relay, SendOptions, Timeouts, send};
+pub use driver::{Relay, SendOptions, Sent, Timeouts, send};
 pub use reply::Reply;
 pub use tls::CertCheck;
 

@@ -1,0 +1,270 @@
+//! Queue records in redb (the shared `mail.redb`), written by one committer thread that
+//! puts everything waiting into one transaction: group commit.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::Error;
+use crate::envelope::{QueueId, Recipient};
+use crate::spool::Spool;
+
+/// queue id -> JSON of a [`QueueEntry`].
+const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_entries");
+
+/// The most writes in one transaction; more wait for the next.
+const MAX_BATCH: usize = 512;
+
+/// Where a recipient stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Not delivered yet; will be tried.
+    Pending,
+    /// Delivered (into the Maildir, or accepted by the next server).
+    Delivered,
+    /// Given up: refused permanently, expired, or bounced by the administrator.
+    Failed,
+}
+
+/// One recipient of a queued message and its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientState {
+    /// The recipient and its destination.
+    pub recipient: Recipient,
+    /// Where it stands.
+    pub status: Status,
+    /// The last reply or reason, on one line (`451 4.3.0 try later`).
+    pub last_reply: Option<String>,
+    /// Whether `last_reply` is a server's SMTP reply rather than our own words.
+    #[serde(default)]
+    pub smtp_reply: bool,
+    /// The RFC 3463 status of the last outcome.
+    pub status_code: Option<String>,
+    /// The server that gave the last reply.
+    pub remote_mta: Option<String>,
+    /// A failure notice covered this recipient already (or none is wanted).
+    #[serde(default)]
+    pub notified: bool,
+}
+
+/// A queued message: its envelope, delivery state and schedule. The body is in the spool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// Its id; also the spool file name.
+    pub id: QueueId,
+    /// The sender; empty for the null sender.
+    pub reverse_path: String,
+    /// DSN RET=HDRS.
+    #[serde(default)]
+    pub return_headers_only: bool,
+    /// Unix seconds when it was queued.
+    pub arrived: u64,
+    /// Body size in octets.
+    pub size: u64,
+    /// Delivery attempts made so far (rounds, not connections).
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt: u64,
+    /// The last error of any recipient, on one line.
+    pub last_error: Option<String>,
+    /// A delay notice was sent.
+    #[serde(default)]
+    pub delay_notified: bool,
+    /// The recipients.
+    pub recipients: Vec<RecipientState>,
+}
+
+impl QueueEntry {
+    /// Whether any recipient is still to be delivered.
+    pub fn has_pending(&self) -> bool {
+        self.recipients.iter().any(|r| r.status == Status::Pending)
+    }
+}
+
+/// One change to the store.
+#[derive(Debug)]
+pub enum Op {
+    /// Insert or replace an entry.
+    Put(QueueEntry),
+    /// Remove an entry.
+    Delete(QueueId),
+}
+
+struct Batch {
+    ops: Vec<Op>,
+    sync_spool: bool,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The queue's records.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+/// The committer thread's inbox. When the last handle goes, the thread finishes what it has
+/// and ends, and its handle on the database is released before the drop returns, so the same
+/// file can be opened again at once (a restart within one process, as in tests).
+struct Writer {
+    tx: Option<mpsc::Sender<Batch>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the queue table in `db` (creating it) and starts the committer thread, which
+    /// ends when the last `Store` clone is dropped.
+    pub fn open(db: Arc<Database>, spool: Spool) -> Result<Store, Error> {
+        let txn = db.begin_write().map_err(|e| Error::store("begin", e))?;
+        txn.open_table(ENTRIES)
+            .map_err(|e| Error::store("open table", e))?;
+        txn.commit().map_err(|e| Error::store("commit", e))?;
+
+        let (tx, rx) = mpsc::channel::<Batch>();
+        let thread_db = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("queue-commit".into())
+            .spawn(move || committer(thread_db, spool, rx))
+            .map_err(|e| Error::io(std::path::Path::new("queue-commit thread"), e))?;
+        Ok(Store {
+            db,
+            writer: Arc::new(Writer {
+                tx: Some(tx),
+                thread: Some(thread),
+            }),
+        })
+    }
+
+    /// Applies changes durably (one redb commit, shared with whatever else is waiting). With
+    /// `sync_spool`, the spool directory is fsynced first, so new body files are durable
+    /// before their records.
+    pub async fn apply(&self, ops: Vec<Op>, sync_spool: bool) -> Result<(), Error> {
+        let (done, wait) = oneshot::channel();
+        let tx = self.writer.tx.as_ref().ok_or(Error::Stopped)?;
+        tx.send(Batch {
+            ops,
+            sync_spool,
+            done,
+        })
+        .map_err(|_| Error::Stopped)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(reason)) => Err(Error::Commit(reason)),
+            Err(_) => Err(Error::Stopped),
+        }
+    }
+
+    /// Every entry, in id order.
+    pub fn all(&self) -> Result<Vec<QueueEntry>, Error> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::store("begin read", e))?;
+        let table = txn
+            .open_table(ENTRIES)
+            .map_err(|e| Error::store("open table", e))?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(|e| Error::store("read", e))? {
+            let (key, value) = row.map_err(|e| Error::store("read", e))?;
+            out.push(decode(key.value(), value.value())?);
+        }
+        Ok(out)
+    }
+
+    /// One entry.
+    pub fn get(&self, id: QueueId) -> Result<Option<QueueEntry>, Error> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::store("begin read", e))?;
+        let table = txn
+            .open_table(ENTRIES)
+            .map_err(|e| Error::store("open table", e))?;
+        let row = table.get(id.0).map_err(|e| Error::store("read", e))?;
+        row.map(|v| decode(id.0, v.value())).transpose()
+    }
+
+    /// The highest id in use, for choosing new ids after a restart.
+    pub fn max_id(&self) -> Result<Option<u64>, Error> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| Error::store("begin read", e))?;
+        let table = txn
+            .open_table(ENTRIES)
+            .map_err(|e| Error::store("open table", e))?;
+        let last = table.last().map_err(|e| Error::store("read", e))?;
+        Ok(last.map(|(k, _)| k.value()))
+    }
+}
+
+fn decode(key: u64, bytes: &[u8]) -> Result<QueueEntry, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt {
+        id: QueueId(key),
+        reason: e.to_string(),
+    })
+}
+
+fn committer(db: Arc<Database>, spool: Spool, rx: mpsc::Receiver<Batch>) {
+    while let Ok(first) = rx.recv() {
+        let mut batches = vec![first];
+        let mut count = batches[0].ops.len();
+        while count < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(b) => {
+                    count += b.ops.len();
+                    batches.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = commit(&db, &spool, &batches);
+        tracing::trace!(batches = batches.len(), ops = count, "queue commit");
+        for b in batches {
+            let _ = b.done.send(result.clone());
+        }
+    }
+}
+
+fn commit(db: &Database, spool: &Spool, batches: &[Batch]) -> Result<(), String> {
+    if batches.iter().any(|b| b.sync_spool) {
+        spool.sync_dir().map_err(|e| e.to_string())?;
+    }
+    let txn = db.begin_write().map_err(|e| e.to_string())?;
+    {
+        let mut table = txn.open_table(ENTRIES).map_err(|e| e.to_string())?;
+        for op in batches.iter().flat_map(|b| &b.ops) {
+            match op {
+                Op::Put(entry) => {
+                    let bytes = serde_json::to_vec(entry).map_err(|e| e.to_string())?;
+                    table
+                        .insert(entry.id.0, bytes.as_slice())
+                        .map_err(|e| e.to_string())?;
+                }
+                Op::Delete(id) => {
+                    table.remove(id.0).map_err(|e| e.to_string())?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())
+}
