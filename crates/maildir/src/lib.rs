@@ -12,6 +12,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod access;
 mod flags;
 mod maildir;
 pub mod mutf7;

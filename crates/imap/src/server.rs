@@ -1,0 +1,174 @@
+//! The IMAP listeners: tokio and rustls around [`Session`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_maildir::Store;
+use postroom_maildir::access::{Authenticator, LoginLimiter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::{Action, Limits, Session};
+
+/// How long a client may stay silent outside IDLE: RFC 3501 section 5.4 asks for at least 30
+/// minutes before an autologout.
+const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
+
+/// How often an idling session rescans its mailbox even without a notice, so mail delivered by
+/// another process (or straight into the Maildir) is announced within a second.
+const IDLE_RESCAN: Duration = Duration::from_millis(400);
+
+/// Everything a listener needs; shared by all connections.
+pub struct Context {
+    /// The message store.
+    pub store: Store,
+    /// The password check.
+    pub auth: Arc<dyn Authenticator>,
+    /// Failed-login limiter, shared with POP3 so both count failures together.
+    pub limiter: Arc<LoginLimiter>,
+    /// Literal and line limits.
+    pub limits: Limits,
+    /// The TLS configuration (certificate and key).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Accepts connections for ever. With `implicit_tls` (port 993) TLS starts at once; otherwise
+/// (port 143) the client may ask for STARTTLS.
+pub async fn serve(
+    listener: TcpListener,
+    implicit_tls: bool,
+    ctx: Arc<Context>,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: wait rather than spin.
+                tracing::warn!(error = %e, "imap accept failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx).await {
+                    tracing::debug!(error = %e, "imap connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit: bool,
+    ctx: Arc<Context>,
+) -> std::io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let session = Session::new(
+        ctx.store.clone(),
+        ctx.auth.clone(),
+        ctx.limiter.clone(),
+        ctx.limits.clone(),
+        peer_ip(peer),
+        implicit,
+    );
+    let acceptor = TlsAcceptor::from(ctx.tls.clone());
+    if implicit {
+        let tls = acceptor.accept(tcp).await?;
+        drive(tls, session, true).await?;
+        return Ok(());
+    }
+    if let Some((tcp, mut session)) = drive(tcp, session, true).await? {
+        let tls = acceptor.accept(tcp).await?;
+        session.tls_started();
+        drive(tls, session, false).await?;
+    }
+    Ok(())
+}
+
+fn peer_ip(peer: SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    }
+}
+
+/// Runs the session on a stream until it closes, or until STARTTLS hands the stream back.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut session: Session,
+    greet: bool,
+) -> std::io::Result<Option<(S, Session)>> {
+    if greet {
+        stream.write_all(&session.greeting()).await?;
+        stream.flush().await?;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = if session.is_idle() {
+            let mut tick = tokio::time::interval(IDLE_RESCAN);
+            tick.tick().await;
+            loop {
+                let changed = async {
+                    match session.watch() {
+                        Some(w) => {
+                            let _ = w.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    read = stream.read(&mut buf) => break read?,
+                    _ = changed => {}
+                    _ = tick.tick() => {}
+                }
+                let updates = blocking(|| session.poll_idle());
+                if !updates.is_empty() {
+                    stream.write_all(&updates).await?;
+                    stream.flush().await?;
+                }
+            }
+        } else {
+            match tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)).await {
+                Ok(read) => read?,
+                Err(_) => {
+                    stream.write_all(b"* BYE autologout\r\n").await?;
+                    return Ok(None);
+                }
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let output = blocking(|| session.receive(&buf[..n]));
+        stream.write_all(&output.bytes).await?;
+        stream.flush().await?;
+        match output.action {
+            Action::Continue => {}
+            Action::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(None);
+            }
+            Action::StartTls => return Ok(Some((stream, session))),
+        }
+    }
+}
+
+/// Runs file-system and password-hash work without stalling other connections on a
+/// multi-threaded runtime.
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
