@@ -1,12 +1,18 @@
 //! The `[supervisor]` section: which components run, how they are restarted, the watchdog.
 //!
-//! Times are in seconds and may have a fraction (`0.5`).
+//! Times are seconds, with a fraction if need be (`0.5`), or durations (`"500ms"`, `"5m"`).
+//! The restart policy follows OpenWrt procd's `respawn threshold timeout retry`: a run shorter
+//! than `respawn_threshold` is a crash, and after `respawn_retry` crashes in a row the component
+//! counts as failing (procd gives up there; we keep trying every `failing_retry`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::check::{Check, Report, key};
+use crate::values::Interval;
 
 /// The `[supervisor]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -147,19 +153,100 @@ impl Seconds {
 
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Seconds, D::Error> {
-        let secs = f64::deserialize(deserializer)?;
-        // A day is far beyond any timeout here; the bound also keeps Duration from overflowing.
-        if !(0.0..=86_400.0).contains(&secs) {
-            return Err(serde::de::Error::custom(format!(
-                "{secs} is not a number of seconds between 0 and 86400"
-            )));
-        }
-        Ok(Seconds(Duration::from_secs_f64(secs)))
+        // A number of seconds (`0.5`) or a duration (`"500ms"`, `"5m"`), as in the rest of the
+        // file; both are bounded (a year) so that deadline arithmetic cannot overflow.
+        let interval = deserializer.deserialize_any(crate::values::IntervalVisitor)?;
+        Ok(Seconds(interval.0))
     }
 }
 
 impl Serialize for Seconds {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(self.0.as_secs_f64())
+        serializer.collect_str(&crate::values::Interval(self.0))
+    }
+}
+
+impl Check for Supervisor {
+    fn check(&self, at: &str, report: &mut Report) {
+        let components = key(at, "components");
+        for (name, component) in &self.components {
+            let path = key(&components, name);
+            let known = COMPONENTS.contains(&name.as_str());
+            if !known && component.command.is_empty() && component.enabled {
+                report.add(
+                    &path,
+                    format!(
+                        "there is no component {name:?} (there are {}); give `command` to run \
+                         another program",
+                        COMPONENTS.join(", ")
+                    ),
+                );
+            }
+            if component
+                .command
+                .first()
+                .is_some_and(|program| program.trim().is_empty())
+            {
+                report.add(key(&path, "command"), "the program name is empty");
+            }
+        }
+
+        for (field, value) in [
+            ("health_interval", self.health_interval),
+            ("health_timeout", self.health_timeout),
+            ("start_timeout", self.start_timeout),
+            ("unhealthy_timeout", self.unhealthy_timeout),
+            ("stop_timeout", self.stop_timeout),
+        ] {
+            if value.0.is_zero() {
+                report.add(key(at, field), "must be longer than 0s");
+            }
+        }
+        if self.unhealthy_timeout < self.health_interval {
+            report.add(
+                key(at, "unhealthy_timeout"),
+                format!(
+                    "{} is shorter than health_interval ({}): a component would be killed \
+                     between two checks",
+                    Interval(self.unhealthy_timeout.0),
+                    Interval(self.health_interval.0)
+                ),
+            );
+        }
+        if self.restart_delay > self.restart_delay_max {
+            report.add(
+                key(at, "restart_delay"),
+                format!(
+                    "{} is longer than restart_delay_max ({})",
+                    Interval(self.restart_delay.0),
+                    Interval(self.restart_delay_max.0)
+                ),
+            );
+        }
+
+        let watchdog = key(at, "watchdog");
+        let w = &self.watchdog;
+        if w.device.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            report.add(
+                key(&watchdog, "device"),
+                "is empty; leave it out for no watchdog",
+            );
+        }
+        if w.timeout == 0 {
+            report.add(key(&watchdog, "timeout"), "must be at least 1 second");
+        }
+        if w.interval.0.is_zero() {
+            report.add(key(&watchdog, "interval"), "must be longer than 0s");
+        } else if w.interval.0 >= Duration::from_secs(u64::from(w.timeout)) && w.timeout > 0 {
+            report.add(
+                key(&watchdog, "interval"),
+                format!(
+                    "{} is not shorter than the watchdog timeout ({}s): the box would reset \
+                     while healthy",
+                    Interval(w.interval.0),
+                    w.timeout
+                ),
+            );
+        }
     }
 }
