@@ -73,6 +73,11 @@ impl Client {
         &self.socket
     }
 
+    /// `GET /health`: whether the component answers, and what it says about itself.
+    pub async fn health(&self) -> Result<crate::Health, Error> {
+        self.get_json("/health").await
+    }
+
     /// `GET path`, expecting a 2xx reply with a JSON body of type `T`.
     pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         let reply = self.call(Method::GET, path, None).await?;

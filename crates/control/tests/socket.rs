@@ -49,6 +49,18 @@ fn app() -> Router {
             }),
         )
         .route(
+            "/forever",
+            get(|| async {
+                let (tx, response) = ndjson_stream(1);
+                tokio::spawn(async move {
+                    let _ = tx.send(&"first").await;
+                    // Holds the stream open until the reader goes.
+                    tx.closed().await;
+                });
+                response
+            }),
+        )
+        .route(
             "/changes",
             get(|| async {
                 let (tx, response) = ndjson_stream(4);
@@ -278,4 +290,25 @@ fn blocking_client_works_outside_a_runtime() {
 
     runtime.block_on(server.shutdown()).unwrap();
     assert!(!Path::new(&socket).exists());
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_forever_for_an_open_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("link.sock");
+    let server = serve(&socket, app()).await.unwrap();
+    let mut lines = Client::new(&socket).stream_lines("/forever").await.unwrap();
+    assert_eq!(
+        lines.next_line().await.unwrap().as_deref(),
+        Some("\"first\"")
+    );
+
+    // Generous bound for a loaded machine; the grace period is two seconds.
+    tokio::time::timeout(Duration::from_secs(20), server.shutdown())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!socket.exists());
+    let err = Client::new(&socket).health().await.unwrap_err();
+    assert!(matches!(err, Error::Unreachable { .. }), "{err}");
 }
