@@ -6,6 +6,10 @@ use std::io;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::Level;
 
+/// The target of events re-emitted by [`relay`]; [`crate::LineFormat`] prints them under the
+/// child's name.
+pub(crate) const RELAY_TARGET: &str = "postroom::child";
+
 /// One line a child wrote in [`crate::LineFormat`], taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
@@ -51,17 +55,17 @@ impl LogLine {
 /// emitted as warnings, since a component writes nothing else to stderr when all is well.
 pub fn relay(component: &str, line: &str) {
     let Some(parsed) = LogLine::parse(line) else {
-        tracing::warn!(target: "postroom::child", component, "{line}");
+        tracing::warn!(target: RELAY_TARGET, component, "{line}");
         return;
     };
     let text = parsed.text.as_str();
     // `event!` needs its level as a constant, hence one arm per level.
     match parsed.level {
-        Level::ERROR => tracing::error!(target: "postroom::child", component, "{text}"),
-        Level::WARN => tracing::warn!(target: "postroom::child", component, "{text}"),
-        Level::INFO => tracing::info!(target: "postroom::child", component, "{text}"),
-        Level::DEBUG => tracing::debug!(target: "postroom::child", component, "{text}"),
-        Level::TRACE => tracing::trace!(target: "postroom::child", component, "{text}"),
+        Level::ERROR => tracing::error!(target: RELAY_TARGET, component, "{text}"),
+        Level::WARN => tracing::warn!(target: RELAY_TARGET, component, "{text}"),
+        Level::INFO => tracing::info!(target: RELAY_TARGET, component, "{text}"),
+        Level::DEBUG => tracing::debug!(target: RELAY_TARGET, component, "{text}"),
+        Level::TRACE => tracing::trace!(target: RELAY_TARGET, component, "{text}"),
     }
 }
 

@@ -49,6 +49,23 @@ where
             SystemTime.format_time(&mut writer)?;
             writer.write_char(' ')?;
         }
+        // A child's line relayed by the supervisor reads as the child wrote it, under the
+        // child's name, not as the supervisor's own event.
+        if event.metadata().target() == crate::capture::RELAY_TARGET {
+            let mut relayed = Relayed::default();
+            event.record(&mut relayed);
+            if let Some(component) = relayed.component {
+                let text = relayed.message.unwrap_or_default();
+                let level = event.metadata().level();
+                return writeln!(
+                    writer,
+                    "{level:>5} {}: {}",
+                    Escaped(&component),
+                    Escaped(&text)
+                );
+            }
+        }
+
         write!(
             writer,
             "{:>5} {}: ",
@@ -122,6 +139,31 @@ impl Visit for FieldWriter<'_> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.write(field, &format!("{value:?}"), false);
+    }
+}
+
+/// The fields of an event made by [`crate::relay`].
+#[derive(Default)]
+struct Relayed {
+    component: Option<String>,
+    message: Option<String>,
+}
+
+impl Visit for Relayed {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "component" => self.component = Some(value.to_owned()),
+            "message" => self.message = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        match field.name() {
+            "component" => self.component = Some(format!("{value:?}")),
+            "message" => self.message = Some(format!("{value:?}")),
+            _ => {}
+        }
     }
 }
 

@@ -143,3 +143,17 @@ fn init_logs_to_stderr_with_the_component_name() {
     assert_eq!(ours[0].component, "mail");
     assert_eq!(ours[0].text, "logged in user=alice");
 }
+
+#[test]
+fn relayed_child_lines_read_as_the_child_wrote_them() {
+    let child_line = "2026-12-03T16:54:13.123456Z  WARN mail: smtp{peer=127.0.0.1:50112}: slow";
+    let out = capture(LineFormat::new("supervisor").without_time(), || {
+        postroom_logging::relay("mail", child_line);
+        postroom_logging::relay("mail", "thread 'main' panicked at src/main.rs:3:5:");
+    });
+    assert_eq!(
+        out,
+        " WARN mail: smtp{peer=127.0.0.1:50112}: slow\n WARN mail: thread 'main' panicked at \
+         src/main.rs:3:5:\n"
+    );
+}
