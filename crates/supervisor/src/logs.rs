@@ -2,7 +2,8 @@
 //!
 //! Each line goes into a ring of the last `capacity` lines of its component (for `ctl logs`,
 //! the failing report, and later the web page and console), and on to the supervisor's own log
-//! output with the component's name, so journald or the terminal shows everything in one place.
+//! output with the component's name (through `postroom_logging::relay`, at the level the
+//! component logged it), so journald or the terminal shows everything in one place.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -120,7 +121,12 @@ pub async fn follow(
             buf.pop();
         }
         let text = String::from_utf8_lossy(&buf).into_owned();
-        tracing::info!(target: "component", component, pid, ?stream, "{text}");
+        match stream {
+            // A component's tracing events, in postroom-logging's line format: re-emitted at
+            // the component's own level.
+            Stream::Stderr => postroom_logging::relay(&component, &text),
+            Stream::Stdout => tracing::info!(component, pid, "{text}"),
+        }
         book.push(
             &component,
             LogLine {

@@ -119,3 +119,44 @@ impl Settings {
         self.run_dir.join(format!("{component}.sock"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_enabled_components_that_are_built_in_or_have_a_command_are_run() {
+        let mut config = Config::default();
+        let components = &mut config.supervisor.components;
+        components.get_mut("link").unwrap().enabled = false;
+        components.get_mut("fax").unwrap().command = vec!["/bin/fax-stand-in".into(), "-v".into()];
+
+        let settings = Settings::new(
+            &config,
+            Path::new("/etc/p.toml"),
+            "/bin/postroom".into(),
+            &["mail"],
+        );
+
+        let run: Vec<(&str, &OsString, &[OsString])> = settings
+            .components
+            .iter()
+            .map(|s| (s.name.as_str(), &s.program, s.args.as_slice()))
+            .collect();
+        assert_eq!(
+            run,
+            [
+                (
+                    "fax",
+                    &OsString::from("/bin/fax-stand-in"),
+                    &[OsString::from("-v")][..]
+                ),
+                (
+                    "mail",
+                    &OsString::from("/bin/postroom"),
+                    &[OsString::from("mail")][..]
+                ),
+            ]
+        );
+    }
+}

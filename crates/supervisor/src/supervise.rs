@@ -491,7 +491,7 @@ impl Supervisor {
             tracing::warn!(
                 component = %name,
                 %ending,
-                reason = reason.as_deref().unwrap_or(""),
+                reason = reason.as_deref(),
                 ran_for_secs = ran_for.as_secs_f64(),
                 restart_in_secs = respawn.delay.as_secs_f64(),
                 "ended; restarting"

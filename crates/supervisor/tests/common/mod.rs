@@ -195,6 +195,12 @@ impl Drop for Appliance {
         if std::thread::panicking() {
             eprintln!("---- supervisor log ----\n{}", self.log());
         }
+        // A failed test must not leave its stand-ins behind either.
+        for pid in live_processes_mentioning(&self.dir.path().display().to_string()) {
+            if let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, Signal::KILL);
+            }
+        }
     }
 }
 
