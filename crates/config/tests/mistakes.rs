@@ -335,3 +335,27 @@ fn dev_file_loads_cleanly() {
     );
     assert!(config.supervisor.watchdog.device.is_none());
 }
+
+#[test]
+fn damaged_copies_of_the_dev_file_never_panic() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/dev.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    // Every 7th position, each of a few characters that break TOML in different ways.
+    for at in (0..chars.len()).step_by(7) {
+        for replacement in ['"', '[', '=', '\n', 'x', '1', '.', ']'] {
+            let mut damaged = chars.clone();
+            damaged[at] = replacement;
+            let damaged: String = damaged.into_iter().collect();
+            if let Err(found) = Config::from_toml(&damaged) {
+                assert!(!found.is_empty());
+                for mistake in &found {
+                    assert!(
+                        mistake.line.is_some(),
+                        "no line for {mistake} in:\n{damaged}"
+                    );
+                }
+            }
+        }
+    }
+}
