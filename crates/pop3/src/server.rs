@@ -1,0 +1,132 @@
+//! The POP3 listeners: tokio and rustls around [`Session`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postroom_maildir::Store;
+use postroom_maildir::access::{Authenticator, LoginLimiter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::{Action, Session};
+
+/// RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes.
+const AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Everything a listener needs; shared by all connections.
+pub struct Context {
+    /// The message store.
+    pub store: Store,
+    /// The password check.
+    pub auth: Arc<dyn Authenticator>,
+    /// Failed-login limiter, shared with IMAP.
+    pub limiter: Arc<LoginLimiter>,
+    /// The TLS configuration (certificate and key).
+    pub tls: Arc<rustls::ServerConfig>,
+}
+
+/// Accepts connections for ever. With `implicit_tls` (port 995) TLS starts at once; otherwise
+/// (port 110) the client may ask for STLS.
+pub async fn serve(
+    listener: TcpListener,
+    implicit_tls: bool,
+    ctx: Arc<Context>,
+) -> std::io::Result<()> {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "pop3 accept failed");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let span = tracing::info_span!("pop3", %peer, tls = implicit_tls);
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx).await {
+                    tracing::debug!(error = %e, "pop3 connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit: bool,
+    ctx: Arc<Context>,
+) -> std::io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let ip = match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    };
+    let session = Session::new(
+        ctx.store.clone(),
+        ctx.auth.clone(),
+        ctx.limiter.clone(),
+        ip,
+        implicit,
+    );
+    let acceptor = TlsAcceptor::from(ctx.tls.clone());
+    if implicit {
+        let tls = acceptor.accept(tcp).await?;
+        drive(tls, session, true).await?;
+        return Ok(());
+    }
+    if let Some((tcp, mut session)) = drive(tcp, session, true).await? {
+        let tls = acceptor.accept(tcp).await?;
+        session.tls_started();
+        drive(tls, session, false).await?;
+    }
+    Ok(())
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    mut session: Session,
+    greet: bool,
+) -> std::io::Result<Option<(S, Session)>> {
+    if greet {
+        stream.write_all(&session.greeting()).await?;
+        stream.flush().await?;
+    }
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        let n = match tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)).await {
+            Ok(read) => read?,
+            // Autologout does not enter the UPDATE state: nothing is deleted.
+            Err(_) => return Ok(None),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let output = blocking(|| session.receive(&buf[..n]));
+        stream.write_all(&output.bytes).await?;
+        stream.flush().await?;
+        match output.action {
+            Action::Continue => {}
+            Action::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(None);
+            }
+            Action::StartTls => return Ok(Some((stream, session))),
+        }
+    }
+}
+
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
