@@ -264,6 +264,10 @@ impl Session {
                 | Phase::AuthLoginPassword { .. } => {
                     let Some((start, end)) = self.next_line() else {
                         self.compact_input();
+                        // An over-long line can have used up the last error allowed.
+                        if self.is_closed() {
+                            return Event::Close;
+                        }
                         return Event::NeedInput;
                     };
                     if let Some(event) = self.line(start, end) {
@@ -397,6 +401,7 @@ impl Session {
                         continue;
                     }
                     if pos + 1 > self.config.max_command_line {
+                        // The whole line is here, LF and all: nothing of it is left to skip.
                         self.long_line();
                         continue;
                     }
@@ -406,6 +411,8 @@ impl Session {
                     if rest.len() > self.config.max_command_line || self.skipping_long_line {
                         if !self.skipping_long_line {
                             self.long_line();
+                            // The rest of this line is still to come: drop it up to its LF.
+                            self.skipping_long_line = true;
                         }
                         self.input_pos = self.input.len();
                     }
@@ -416,7 +423,6 @@ impl Session {
     }
 
     fn long_line(&mut self) {
-        self.skipping_long_line = true;
         // RFC 5321 section 4.5.3.1.10: "500 Line too long".
         self.reply(Reply::new(500, S(5, 5, 2), "Line too long"));
         if self.error().is_some() {
