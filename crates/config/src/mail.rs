@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 /// The `[mail]` section.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mail {
     /// This box's host name, in the SMTP greeting and in Received headers; empty takes
@@ -44,6 +44,38 @@ pub struct Mail {
     pub queue: Queue,
     /// `[mail.relay]`: how outbound mail leaves (smarthost or direct MX).
     pub relay: Relay,
+    /// `[mail.access]`: limits of IMAP and POP3 sessions and of failed logins.
+    pub access: Access,
+}
+
+/// `[mail.listen]`: the addresses of the SMTP, IMAP and POP3 listeners.
+    pub listen: Listen,
+    /// `[mail.tls]`: the certificate of every TLS listener.
+    pub tls: Tls,
+    /// `[mail.limits]`: sizes, counts and timeouts of SMTP sessions.
+    pub limits: Limits,
+    /// What to do with a bare CR or LF in message data: `"reject"` (554 5.6.0, the default)
+    /// or `"normalize"` (store it as CRLF). Neither ever ends the message early.
+    pub bare_line_endings: BareLineEndings,
+    /// Networks that may relay without authentication (scanners, scripts on the LAN), as
+    /// `"192.168.1.0/24"`. Loopback is not trusted unless listed.
+    pub trusted_networks: Vec<Network>,
+    /// `[[mail.users]]`: people with a mailbox here.
+    pub users: Vec<User>,
+    /// `[[mail.aliases]]`: addresses that expand to one or many others (groups).
+    pub aliases: Vec<Alias>,
+    /// `[[mail.remote_users]]`: addresses of a local domain whose mail is relayed to a
+    /// mailbox at the ISP.
+    pub remote_users: Vec<RemoteUser>,
+    /// `[mail.catch_all]`: per local domain, where mail to unknown local parts goes
+    /// (`"office.example" = "alice"`).
+    pub catch_all: BTreeMap<String, String>,
+    /// `[mail.queue]`: retries, expiry, notices, concurrency, hold while the link is down.
+    pub queue: Queue,
+    /// `[mail.relay]`: how outbound mail leaves (smarthost or direct MX).
+    pub relay: Relay,
+    /// `[mail.access]`: limits of IMAP and POP3 sessions and of failed logins.
+    pub access: Access,
 }
 
 impl Default for Mail {
@@ -63,6 +95,7 @@ impl Default for Mail {
             catch_all: BTreeMap::new(),
             queue: Queue::default(),
             relay: Relay::default(),
+            access: Access::default(),
         }
     }
 }
@@ -528,5 +561,33 @@ pasword = \"x\"
 ",
         );
         assert!(err.is_err());
+    }
+}
+
+/// `[mail.access]`: limits of mailbox access (IMAP and POP3).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Access {
+    /// The largest IMAP literal (an APPENDed message) in octets; larger ones get a tagged NO.
+    pub max_literal: u32,
+    /// The longest IMAP command line outside literals, in octets.
+    pub max_command_line: usize,
+    /// Failed logins from one client address let through before each further try must wait.
+    pub free_login_failures: u32,
+    /// The first wait after the free failures; it doubles with every further failure.
+    pub login_delay: Span,
+    /// The longest wait.
+    pub max_login_delay: Span,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access {
+            max_literal: 50 * 1024 * 1024,
+            max_command_line: 64 * 1024,
+            free_login_failures: 3,
+            login_delay: Span(2),
+            max_login_delay: Span(300),
+        }
     }
 }
