@@ -15,8 +15,7 @@ use tokio::net::UnixStream;
 
 use crate::Error;
 
-/// The longest line [`LineStream`] accepts, and the most of an error body quoted in
-/// [`Error::Refused`] is much shorter.
+/// The longest line [`LineStream`] accepts.
 pub(crate) const MAX_LINE: usize = 1 << 20;
 
 /// How much of a non-JSON error body goes into [`Error::Refused`].

@@ -82,7 +82,7 @@ pub enum Error {
         cause: serde_json::Error,
     },
 
-    /// A line of a streamed reply was longer than [`crate::client::MAX_LINE`] bytes.
+    /// A line of a streamed reply was longer than the limit (1 MiB).
     #[error(
         "the {} component sent a line longer than {limit} bytes on {path}",
         component(socket)
