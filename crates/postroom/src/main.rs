@@ -29,6 +29,11 @@ const COMMANDS: &[Command] = &[
         run: postroom_supervisor::cli::ctl,
     },
     Command {
+        name: "mail",
+        about: "SMTP, IMAP and POP3: receive, route, deliver",
+        run: postroom_mail::cli::run,
+    },
+    Command {
         name: "link",
         about: "the link to the ISP: permanent, or a modem dialled on demand",
         run: postroom_link::run,

@@ -62,6 +62,17 @@ impl Reply {
     }
 }
 
+/// Writes a reply without enhanced status codes: RFC 2034 section 3 leaves them out of the
+/// greeting and the replies to EHLO and HELO, whose text is a domain and extension keywords
+/// (RFC 5321 sections 4.2 and 4.1.1.1), which clients parse.
+pub(crate) fn write_plain(out: &mut Vec<u8>, code: u16, lines: &[Cow<'static, str>]) {
+    let last = lines.len().saturating_sub(1);
+    for (i, line) in lines.iter().enumerate() {
+        let sep = if i == last { ' ' } else { '-' };
+        push_fmt(out, format_args!("{code}{sep}{line}\r\n"));
+    }
+}
+
 /// Writes formatted text into a byte buffer without an intermediate String.
 pub(crate) fn push_fmt(out: &mut Vec<u8>, args: fmt::Arguments<'_>) {
     use std::io::Write;

@@ -16,7 +16,7 @@ use smtp_proto::{Error as ParseError, Request};
 use crate::auth::{self, Credentials};
 use crate::data::{BareLineEndings, DataLimits, DataProblem, DataReader, Progress};
 use crate::envelope::{BodyType, DsnReturn, Envelope, Message, Notify, Recipient, ReversePath};
-use crate::reply::{EnhancedStatus as S, Reply, canned, push_fmt};
+use crate::reply::{EnhancedStatus as S, Reply, canned, push_fmt, write_plain};
 
 /// How a session behaves; one per listener.
 #[derive(Debug, Clone)]
@@ -176,7 +176,7 @@ impl Session {
             pending_recipient: None,
         };
         let greeting = format!("{} ESMTP Postroom", session.config.hostname);
-        session.reply(Reply::new(220, S(2, 0, 0), greeting));
+        write_plain(&mut session.output, 220, &[greeting.into()]);
         session
     }
 
@@ -526,7 +526,11 @@ impl Session {
         self.transaction = None;
         self.helo = Some((host.clone(), esmtp));
         if !esmtp {
-            self.reply(Reply::new(250, S(2, 0, 0), self.config.hostname.clone()));
+            write_plain(
+                &mut self.output,
+                250,
+                &[self.config.hostname.clone().into()],
+            );
             return None;
         }
         let mut lines: Vec<Cow<'static, str>> = vec![
@@ -544,11 +548,7 @@ impl Session {
         if self.auth_offered() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
-        self.reply(Reply {
-            code: 250,
-            status: S(2, 0, 0),
-            lines,
-        });
+        write_plain(&mut self.output, 250, &lines);
         None
     }
 

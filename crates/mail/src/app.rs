@@ -1,0 +1,203 @@
+//! The mail component as a whole: prepared (ports bound, directories and certificate made)
+//! while it may still be root, then started inside the tokio runtime.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use postroom_config::Config;
+use postroom_config::mail::Mail;
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+use tracing::{error, info};
+
+use crate::Error;
+use crate::intake::SpoolIntake;
+use crate::services::{Listeners, Services};
+use crate::smtp_server::Shared;
+use crate::users::Users;
+
+/// Where this component keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `[system] data_dir`.
+    pub data_dir: PathBuf,
+    /// `<run_dir>/mail.sock`.
+    pub socket: PathBuf,
+}
+
+impl Paths {
+    /// The paths of this configuration.
+    pub fn new(config: &Config) -> Paths {
+        Paths {
+            data_dir: config.system.data_dir.clone(),
+            socket: config.system.socket("mail"),
+        }
+    }
+
+    /// The Maildir++ roots of the users: `<data_dir>/mail`.
+    pub fn mail_root(&self) -> PathBuf {
+        self.data_dir.join("mail")
+    }
+
+    /// The spools: `<data_dir>/spool`.
+    pub fn spool(&self) -> PathBuf {
+        self.data_dir.join("spool")
+    }
+
+    /// The process's one redb file.
+    pub fn database(&self) -> PathBuf {
+        self.data_dir.join("mail.redb")
+    }
+}
+
+/// `[mail]` with the box-wide settings filled in: the host name (`[mail] hostname`, else
+/// `[system] hostname`, else the kernel's) and the domains (`[mail] domains`, else
+/// `[system] domains`).
+pub fn effective(config: &Config) -> Mail {
+    let mut mail = config.mail.clone();
+    if mail.hostname.is_empty() {
+        mail.hostname = config.system.hostname.clone();
+    }
+    if mail.hostname.is_empty() {
+        mail.hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+    }
+    if mail.hostname.is_empty() {
+        mail.hostname = "localhost".into();
+    }
+    if mail.domains.is_empty() {
+        mail.domains = config.system.domains.clone();
+    }
+    mail
+}
+
+/// Everything done before the runtime starts and before root is dropped.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The effective `[mail]` section.
+    pub mail: Mail,
+    /// Where the files go.
+    pub paths: Paths,
+    /// The bound listeners.
+    pub listeners: Listeners,
+    tls: Arc<ServerConfig>,
+}
+
+impl Prepared {
+    /// Binds the ports, makes the directories, loads or makes the certificate.
+    pub fn new(config: &Config) -> Result<Prepared, Error> {
+        let mail = effective(config);
+        let paths = Paths::new(config);
+        let listeners = Listeners::bind(&mail)?;
+        for dir in [&paths.data_dir, &paths.mail_root(), &paths.spool()] {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        if let Some(run_dir) = paths.socket.parent() {
+            std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
+        }
+        let tls = crate::tls::server_config(&mail.tls, &paths.data_dir, &mail.hostname)?;
+        Ok(Prepared {
+            mail,
+            paths,
+            listeners,
+            tls,
+        })
+    }
+}
+
+/// The addresses the SMTP listeners really got (port 0 in tests).
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// MX.
+    pub smtp: SocketAddr,
+    /// Submission (STARTTLS).
+    pub submission: SocketAddr,
+    /// Submissions (implicit TLS).
+    pub submissions: SocketAddr,
+}
+
+/// The running component.
+pub struct App {
+    /// Where the SMTP listeners are.
+    pub addresses: Addresses,
+    /// The control socket's path.
+    pub socket: PathBuf,
+    services: Services,
+    control: postroom_control::Server,
+}
+
+impl App {
+    /// Opens the store, starts every server and the control socket.
+    pub async fn start(prepared: Prepared, started: Instant) -> Result<App, anyhow::Error> {
+        let Prepared {
+            mail,
+            paths,
+            listeners,
+            tls,
+        } = prepared;
+        let local =
+            |l: &std::net::TcpListener| l.local_addr().map_err(|e| Error::io(&paths.data_dir, e));
+        let addresses = Addresses {
+            smtp: local(&listeners.smtp)?,
+            submission: local(&listeners.submission)?,
+            submissions: local(&listeners.submissions)?,
+        };
+
+        // One mail.redb per process, shared by the queue and the IMAP UID index.
+        let db = Arc::new(redb::Database::create(paths.database()).map_err(redb::Error::from)?);
+        let store = postroom_maildir::Store::open(paths.mail_root(), Arc::clone(&db))?;
+        for user in &mail.users {
+            store.create_user(&user.name)?;
+        }
+        let intake = Arc::new(SpoolIntake::new(store, &paths.spool())?);
+        let shared = Arc::new(Shared::new(
+            mail.clone(),
+            Users::new(&mail),
+            intake,
+            Some(TlsAcceptor::from(tls)),
+        ));
+        let services = Services::start(listeners, Arc::clone(&shared))?;
+        let control = postroom_control::serve(
+            &paths.socket,
+            crate::control::router(shared, addresses, started),
+        )
+        .await?;
+        info!(socket = %paths.socket.display(), smtp = %addresses.smtp, "mail component ready");
+        Ok(App {
+            addresses,
+            socket: paths.socket,
+            services,
+            control,
+        })
+    }
+
+    /// Runs until SIGTERM or SIGINT, or until a server fails.
+    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let failed = tokio::select! {
+            _ = int.recv() => None,
+            _ = term.recv() => None,
+            ended = self.services.join_next() => ended,
+        };
+        if let Some((name, result)) = &failed {
+            error!(service = name, result = ?result, "a server stopped");
+        }
+        self.stop().await;
+        match failed {
+            Some((name, _)) => anyhow::bail!("the {name} server stopped"),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops every server (open sessions get 421) and the control socket.
+    pub async fn stop(self) {
+        info!("shutting down");
+        self.services.shutdown().await;
+        let _ = self.control.shutdown().await;
+    }
+}

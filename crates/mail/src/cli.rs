@@ -1,0 +1,75 @@
+//! `postroom mail --config FILE` and `postroom mail hash-password`.
+
+use std::ffi::OsString;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use postroom_config::Config;
+
+use crate::app::{App, Prepared};
+
+/// `postroom mail`.
+#[derive(Debug, Parser)]
+#[command(
+    name = "postroom mail",
+    about = "Run the mail component: SMTP, IMAP, POP3"
+)]
+struct Args {
+    /// The configuration file.
+    #[arg(long, short, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the argon2 hash of a password (read from stdin) for `password_hash` in the config.
+    HashPassword,
+}
+
+/// The entry point in the binary's command table.
+pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
+    let args = Args::parse_from(args);
+    if let Some(Command::HashPassword) = args.command {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password")?;
+        let password = line.trim_end_matches(['\r', '\n']);
+        let hash = crate::users::hash_password(password).map_err(anyhow::Error::msg)?;
+        println!("{hash}");
+        return Ok(());
+    }
+    let path = args.config.context("--config FILE is needed")?;
+    let config = Config::load(&path)?;
+    let _ = postroom_logging::init("mail");
+    serve(config)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+
+    // Ports first, while we may be root; then the files; then give up root, still with one
+    // thread (see privileges.rs).
+    let prepared = Prepared::new(&config)?;
+    let owned: Vec<&Path> = vec![prepared.paths.data_dir.as_path()];
+    crate::privileges::drop_root(
+        config.system.user.as_deref(),
+        config.system.group.as_deref(),
+        &owned,
+    )?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::start(prepared, started).await?;
+        app.run_until_signal().await
+    })
+}

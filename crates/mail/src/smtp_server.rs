@@ -1,0 +1,406 @@
+//! The SMTP listeners: tokio and TLS around the sans-I/O session of postroom-smtp.
+//!
+//! Three kinds of listener share one driver: MX (port 25: STARTTLS offered, no AUTH),
+//! submission (587: STARTTLS, AUTH required, RFC 6409) and submissions (465: implicit TLS, AUTH
+//! required, RFC 8314).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use postroom_config::mail::Mail;
+use postroom_smtp::{BareLineEndings, EnhancedStatus as S, Event, Reply, Session, SessionConfig};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::intake::{Accepted, Intake};
+use crate::router::{Destination, Routed, Router};
+use crate::trace;
+use crate::users::Users;
+
+/// Which SMTP service a listener provides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Port 25: mail from the internet and the LAN.
+    Mx,
+    /// Port 587: submission with STARTTLS and AUTH.
+    Submission,
+    /// Port 465: submission over implicit TLS.
+    Submissions,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mx => "smtp",
+            Kind::Submission => "submission",
+            Kind::Submissions => "submissions",
+        }
+    }
+}
+
+/// Counters for `GET /status`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections open now.
+    pub connections: AtomicU64,
+    /// Messages accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections turned away by the per-client or total limit.
+    pub refused_connections: AtomicU64,
+}
+
+/// What every SMTP connection of this process shares.
+pub struct Shared {
+    /// The `[mail]` section.
+    pub config: Mail,
+    /// The routing table.
+    pub router: Router,
+    /// Password checks.
+    pub users: Users,
+    /// Where accepted messages go.
+    pub intake: Arc<dyn Intake>,
+    /// TLS for STARTTLS and port 465.
+    pub tls: Option<TlsAcceptor>,
+    /// Counters for the control API.
+    pub counters: Counters,
+    per_client: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Shared {
+    /// Shared state for the SMTP listeners.
+    pub fn new(
+        config: Mail,
+        users: Users,
+        intake: Arc<dyn Intake>,
+        tls: Option<TlsAcceptor>,
+    ) -> Shared {
+        Shared {
+            router: Router::new(config.clone()),
+            config,
+            users,
+            intake,
+            tls,
+            counters: Counters::default(),
+            per_client: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn session_config(&self, kind: Kind) -> SessionConfig {
+        let limits = &self.config.limits;
+        SessionConfig {
+            hostname: self.config.hostname.clone(),
+            max_message_size: limits.max_message_size,
+            max_recipients: limits.max_recipients,
+            max_line_length: limits.max_line_length,
+            max_command_line: 4096,
+            max_errors: limits.max_errors,
+            bare_line_endings: match self.config.bare_line_endings {
+                postroom_config::mail::BareLineEndings::Reject => BareLineEndings::Reject,
+                postroom_config::mail::BareLineEndings::Normalize => BareLineEndings::Normalize,
+            },
+            starttls_available: self.tls.is_some() && kind != Kind::Submissions,
+            implicit_tls: kind == Kind::Submissions,
+            auth_enabled: kind != Kind::Mx,
+            auth_required: kind != Kind::Mx,
+            command_timeout: limits.command_timeout.duration(),
+            data_timeout: limits.data_timeout.duration(),
+        }
+    }
+
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.config.trusted_networks.iter().any(|n| n.contains(ip))
+    }
+
+    /// Takes a connection slot for `ip`, or None when a limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let limits = &self.config.limits;
+        let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = map.values().sum();
+        let mine = map.entry(ip).or_insert(0);
+        if *mine >= limits.max_connections_per_client || total >= limits.max_connections {
+            return None;
+        }
+        *mine += 1;
+        self.counters.connections.fetch_add(1, Ordering::Relaxed);
+        Some(Slot {
+            shared: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// A connection slot, given back when dropped.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut map = self
+            .shared
+            .per_client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+        self.shared
+            .counters
+            .connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    kind: Kind,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: wait a moment rather than spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return Ok(()),
+        };
+        let shared = Arc::clone(&shared);
+        let span = info_span!("smtp", service = kind.name(), peer = %peer);
+        let stop = stop.clone();
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection(stream, peer, kind, shared, stop).await {
+                    debug!(error = %e, "connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    kind: Kind,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let Some(_slot) = shared.admit(peer.ip()) else {
+        shared
+            .counters
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
+        info!("too many connections; refused");
+        let reply = Reply::new(421, S(4, 7, 0), "Too many connections, try again later");
+        let mut out = Vec::new();
+        reply.write_to(&mut out);
+        stream.write_all(&out).await?;
+        return stream.shutdown().await;
+    };
+
+    let mut conn = Connection {
+        session: Session::new(shared.session_config(kind)),
+        shared: Arc::clone(&shared),
+        peer,
+        routes: HashMap::new(),
+        stop,
+    };
+
+    if kind == Kind::Submissions {
+        let Some(acceptor) = shared.tls.clone() else {
+            return Ok(());
+        };
+        let mut tls = acceptor.accept(stream).await?;
+        conn.drive(&mut tls).await?;
+        return Ok(());
+    }
+
+    match conn.drive(&mut stream).await? {
+        Outcome::Closed => Ok(()),
+        Outcome::StartTls => {
+            let Some(acceptor) = shared.tls.clone() else {
+                return Ok(());
+            };
+            let mut tls = acceptor.accept(stream).await?;
+            debug!("TLS started");
+            conn.session.tls_started();
+            match conn.drive(&mut tls).await? {
+                Outcome::Closed | Outcome::StartTls => Ok(()),
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Closed,
+    StartTls,
+}
+
+struct Connection {
+    session: Session,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// The destinations of each accepted recipient of the current transaction, by address.
+    routes: HashMap<String, Vec<Destination>>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        io: &mut S,
+    ) -> std::io::Result<Outcome> {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match self.session.poll() {
+                Event::NeedInput => {
+                    self.flush(io).await?;
+                    let (wait, limit) = self.session.timeout();
+                    let read = tokio::select! {
+                        read = tokio::time::timeout(limit, io.read(&mut buf)) => read,
+                        _ = self.stop.changed() => {
+                            self.session.shutdown();
+                            continue;
+                        }
+                    };
+                    match read {
+                        Err(_elapsed) => {
+                            info!(?wait, "timeout");
+                            self.session.timed_out();
+                        }
+                        Ok(Ok(0)) => self.session.peer_closed(),
+                        Ok(Ok(n)) => self.session.receive(&buf[..n]),
+                        Ok(Err(e)) => return Err(e),
+                    }
+                }
+                Event::Close => {
+                    self.flush(io).await?;
+                    let _ = io.shutdown().await;
+                    return Ok(Outcome::Closed);
+                }
+                Event::StartTls => {
+                    self.flush(io).await?;
+                    return Ok(Outcome::StartTls);
+                }
+                Event::Authenticate(credentials) => {
+                    let user = credentials.username.clone();
+                    let result = self.shared.users.verify(credentials).await;
+                    match &result {
+                        Some(name) => info!(user = %name, "authenticated"),
+                        None => warn!(user = %user, "authentication failed"),
+                    }
+                    self.session.auth_result(result);
+                }
+                Event::CheckRecipient { address, envelope } => {
+                    let may_relay =
+                        envelope.authenticated.is_some() || self.shared.trusted(self.peer.ip());
+                    let verdict = self.shared.router.resolve(&address, may_relay);
+                    let verdict = match verdict {
+                        Ok(destinations) => {
+                            self.routes
+                                .insert(address.to_ascii_lowercase(), destinations);
+                            Ok(())
+                        }
+                        Err(reply) => {
+                            info!(recipient = %address, code = reply.code, "recipient refused");
+                            Err(reply)
+                        }
+                    };
+                    self.session.recipient_result(verdict);
+                }
+                Event::Message(message) => {
+                    let result = self.store(*message).await;
+                    self.session.message_result(result, None);
+                }
+            }
+        }
+    }
+
+    async fn store(&mut self, message: postroom_smtp::Message) -> Result<String, Reply> {
+        let id = trace::new_message_id();
+        let mut recipients: Vec<Routed> = Vec::new();
+        for rcpt in &message.envelope.recipients {
+            let Some(destinations) = self.routes.get(&rcpt.address.to_ascii_lowercase()) else {
+                continue;
+            };
+            for destination in destinations {
+                // One copy per distinct destination, whichever recipient led to it first.
+                if !recipients.iter().any(|r| &r.destination == destination) {
+                    recipients.push(Routed {
+                        destination: destination.clone(),
+                        recipient: rcpt.address.clone(),
+                    });
+                }
+            }
+        }
+        self.routes.clear();
+
+        let received = trace::received_header(
+            &message.envelope,
+            self.peer.ip(),
+            &self.shared.config.hostname,
+            &id,
+            SystemTime::now(),
+        );
+        let mut content = Vec::with_capacity(received.len() + message.content.len());
+        content.extend_from_slice(received.as_bytes());
+        content.extend_from_slice(&message.content);
+
+        let size = content.len();
+        let from = message.envelope.reverse_path.as_str().to_owned();
+        let count = recipients.len();
+        let accepted = Accepted {
+            id: id.clone(),
+            envelope: message.envelope,
+            recipients,
+            content,
+        };
+        match self.shared.intake.accept(accepted).await {
+            Ok(()) => {
+                self.shared
+                    .counters
+                    .accepted
+                    .fetch_add(1, Ordering::Relaxed);
+                info!(msg_id = %id, from = %from, recipients = count, size, "message accepted");
+                Ok(id)
+            }
+            Err(e) => {
+                warn!(msg_id = %id, error = %e, "message could not be stored");
+                // RFC 5321 section 4.2.5: a 451 leaves the message with the client.
+                Err(Reply::new(
+                    451,
+                    S(4, 3, 0),
+                    "Local error in processing; try again later",
+                ))
+            }
+        }
+    }
+
+    async fn flush<S: AsyncWrite + Unpin>(&mut self, io: &mut S) -> std::io::Result<()> {
+        if !self.session.output().is_empty() {
+            io.write_all(self.session.output()).await?;
+            io.flush().await?;
+            self.session.clear_output();
+        }
+        Ok(())
+    }
+}

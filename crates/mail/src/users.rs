@@ -1,0 +1,125 @@
+//! Users and their passwords: argon2 PHC strings from `[[mail.users]]`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use postroom_config::mail::Mail;
+use postroom_smtp::Credentials;
+
+/// The password check for SMTP AUTH (and for IMAP and POP3 logins).
+#[derive(Debug, Clone)]
+pub struct Users {
+    hashes: Arc<HashMap<String, String>>,
+}
+
+/// Checked against when the user is unknown, so that a wrong name costs as much time as a
+/// wrong password and names cannot be probed by timing. (The hash of a random string.)
+const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$1CQAJ5YuP07rOQ1E6lfL0dRxyFpD2V0w6vBRuTSmMv8";
+
+impl Users {
+    /// The users of this configuration, by lower-case name.
+    pub fn new(config: &Mail) -> Users {
+        let hashes = config
+            .users
+            .iter()
+            .filter(|u| !u.password_hash.is_empty())
+            .map(|u| (u.name.to_ascii_lowercase(), u.password_hash.clone()))
+            .collect();
+        Users {
+            hashes: Arc::new(hashes),
+        }
+    }
+
+    /// Checks credentials; returns the canonical user name when they are good. Runs argon2 on
+    /// a blocking thread, as it takes tens of milliseconds by design.
+    pub async fn verify(&self, credentials: Credentials) -> Option<String> {
+        // An authorisation identity other than the user itself is not supported.
+        if credentials
+            .authzid
+            .as_ref()
+            .is_some_and(|z| z != &credentials.username)
+        {
+            return None;
+        }
+        // A login may be `alice` or `alice@office.example`.
+        let lower = credentials.username.to_ascii_lowercase();
+        let name = lower
+            .split_once('@')
+            .map_or(lower.as_str(), |(local, _)| local)
+            .to_owned();
+        let hash = self.hashes.get(&name).cloned();
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_else(|| DECOY_HASH.to_owned());
+        let password = credentials.password;
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &password))
+            .await
+            .unwrap_or(false);
+        (ok && known).then_some(name)
+    }
+}
+
+/// Checks a password against an argon2 PHC string.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Hashes a password with argon2id and a random salt, for `postroom mail hash-password`.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt))
+        .map_err(|e| format!("no random numbers from /dev/urandom: {e}"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postroom_config::mail::User;
+
+    #[tokio::test]
+    async fn hashed_password_verifies_and_wrong_one_does_not() {
+        let hash = hash_password("dev-password").unwrap();
+        let config = Mail {
+            users: vec![User {
+                name: "alice".into(),
+                password_hash: hash,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let users = Users::new(&config);
+        let creds = |u: &str, p: &str| Credentials {
+            authzid: None,
+            username: u.into(),
+            password: p.into(),
+        };
+        assert_eq!(
+            users
+                .verify(creds("alice", "dev-password"))
+                .await
+                .as_deref(),
+            Some("alice")
+        );
+        assert_eq!(
+            users
+                .verify(creds("Alice@office.example", "dev-password"))
+                .await
+                .as_deref(),
+            Some("alice")
+        );
+        assert_eq!(users.verify(creds("alice", "wrong")).await, None);
+        assert_eq!(users.verify(creds("mallory", "dev-password")).await, None);
+    }
+}
