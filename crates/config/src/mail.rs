@@ -78,28 +78,6 @@ pub struct Mail {
     pub access: Access,
 }
 
-impl Default for Mail {
-    fn default() -> Mail {
-        Mail {
-            hostname: String::new(),
-            domains: Vec::new(),
-            fax_domain: String::new(),
-            listen: Listen::default(),
-            tls: Tls::default(),
-            limits: Limits::default(),
-            bare_line_endings: BareLineEndings::default(),
-            trusted_networks: Vec::new(),
-            users: Vec::new(),
-            aliases: Vec::new(),
-            remote_users: Vec::new(),
-            catch_all: BTreeMap::new(),
-            queue: Queue::default(),
-            relay: Relay::default(),
-            access: Access::default(),
-        }
-    }
-}
-
 /// `[mail.listen]`: where each server listens. Defaults are the standard ports on all
 /// addresses; examples/dev.toml moves them above 1024 on loopback.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
