@@ -48,36 +48,6 @@ pub struct Mail {
     pub access: Access,
 }
 
-/// `[mail.listen]`: the addresses of the SMTP, IMAP and POP3 listeners.
-    pub listen: Listen,
-    /// `[mail.tls]`: the certificate of every TLS listener.
-    pub tls: Tls,
-    /// `[mail.limits]`: sizes, counts and timeouts of SMTP sessions.
-    pub limits: Limits,
-    /// What to do with a bare CR or LF in message data: `"reject"` (554 5.6.0, the default)
-    /// or `"normalize"` (store it as CRLF). Neither ever ends the message early.
-    pub bare_line_endings: BareLineEndings,
-    /// Networks that may relay without authentication (scanners, scripts on the LAN), as
-    /// `"192.168.1.0/24"`. Loopback is not trusted unless listed.
-    pub trusted_networks: Vec<Network>,
-    /// `[[mail.users]]`: people with a mailbox here.
-    pub users: Vec<User>,
-    /// `[[mail.aliases]]`: addresses that expand to one or many others (groups).
-    pub aliases: Vec<Alias>,
-    /// `[[mail.remote_users]]`: addresses of a local domain whose mail is relayed to a
-    /// mailbox at the ISP.
-    pub remote_users: Vec<RemoteUser>,
-    /// `[mail.catch_all]`: per local domain, where mail to unknown local parts goes
-    /// (`"office.example" = "alice"`).
-    pub catch_all: BTreeMap<String, String>,
-    /// `[mail.queue]`: retries, expiry, notices, concurrency, hold while the link is down.
-    pub queue: Queue,
-    /// `[mail.relay]`: how outbound mail leaves (smarthost or direct MX).
-    pub relay: Relay,
-    /// `[mail.access]`: limits of IMAP and POP3 sessions and of failed logins.
-    pub access: Access,
-}
-
 /// `[mail.listen]`: where each server listens. Defaults are the standard ports on all
 /// addresses; examples/dev.toml moves them above 1024 on loopback.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
