@@ -61,6 +61,18 @@ fn app() -> Router {
             }),
         )
         .route(
+            "/endless-line",
+            get(|| async {
+                let (tx, response) = ndjson_stream(4);
+                tokio::spawn(async move {
+                    // A JSON string of 2 MiB is one line longer than the client accepts.
+                    let long = "x".repeat(2 << 20);
+                    let _ = tx.send(&long).await;
+                });
+                response
+            }),
+        )
+        .route(
             "/changes",
             get(|| async {
                 let (tx, response) = ndjson_stream(4);
@@ -311,4 +323,18 @@ async fn shutdown_does_not_wait_forever_for_an_open_stream() {
     assert!(!socket.exists());
     let err = Client::new(&socket).health().await.unwrap_err();
     assert!(matches!(err, Error::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn an_overlong_streamed_line_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("link.sock");
+    let server = serve(&socket, app()).await.unwrap();
+    let mut lines = Client::new(&socket)
+        .stream_lines("/endless-line")
+        .await
+        .unwrap();
+    let err = lines.next_line().await.unwrap_err();
+    assert!(matches!(err, Error::LineTooLong { .. }), "{err}");
+    server.shutdown().await.unwrap();
 }
