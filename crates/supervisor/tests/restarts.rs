@@ -63,7 +63,7 @@ fn a_component_that_stops_answering_health_is_killed_and_restarted() {
 #[test]
 fn a_component_that_exits_at_once_is_backed_off_and_reported_failing_while_others_keep_running() {
     let appliance = Appliance::start(
-        "[supervisor]\nrestart_delay = 0.1\nrestart_delay_max = 1\nrespawn_retry = 3\n\
+        "[supervisor]\nrestart_delay = 0.3\nrestart_delay_max = 2\nrespawn_retry = 3\n\
          failing_retry = 60\n\
          [supervisor.components.mail]\n\
          [supervisor.components.link]\n\
@@ -99,7 +99,32 @@ fn a_component_that_exits_at_once_is_backed_off_and_reported_failing_while_other
         "last lines: {lines:?}"
     );
 
-    // Backed off: no more starts for a while.
+    // Backed off: each wait twice the one before (0.3 s, 0.6 s, 1.2 s), measured between the
+    // lines each start printed; a little slack for the clock of the line reader.
+    let logs = appliance.ctl(&["logs", "link", "--json"]);
+    let logs: serde_json::Value = serde_json::from_slice(&logs.stdout).unwrap();
+    let starts: Vec<u64> = logs["components"]["link"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["text"]
+                .as_str()
+                .unwrap_or("")
+                .contains("giving up at once")
+        })
+        .map(|l| l["at_ms"].as_u64().unwrap())
+        .collect();
+    assert_eq!(starts.len(), 4, "{logs}");
+    for (i, nominal) in [300, 600, 1200].into_iter().enumerate() {
+        let gap = starts[i + 1] - starts[i];
+        assert!(
+            gap + 50 >= nominal,
+            "wait {i} was {gap} ms, not about {nominal} ms"
+        );
+    }
+
+    // Then slow: no more starts for a while.
     std::thread::sleep(Duration::from_secs(2));
     let later = appliance.status().unwrap();
     let link_later = component_in(&later, "link").unwrap();

@@ -138,3 +138,47 @@ fn under_systemd_the_supervisor_notifies_ready_and_pets_systemds_watchdog() {
         "seen: {seen:?}"
     );
 }
+
+#[test]
+fn a_fifo_stand_in_sees_the_timeout_the_keepalives_and_the_magic_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("watchdog.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    // The reader: everything written until the supervisor closes its end.
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        let file = std::fs::File::open(reader_path).unwrap();
+        std::io::BufRead::lines(std::io::BufReader::new(file))
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+
+    let mut appliance = Appliance::start(&format!(
+        "[supervisor.components.mail]\n\
+         [supervisor.watchdog]\ndevice = \"{}\"\ninterval = 0.2\n",
+        fifo.display()
+    ));
+    appliance.wait_up(&["mail"], Duration::from_secs(30));
+    appliance.wait_for("a few keepalives", Duration::from_secs(15), |s| {
+        s["detail"]["watchdog"]["pets"].as_u64().unwrap_or(0) >= 3
+    });
+    appliance.signal(Signal::TERM);
+    assert!(appliance.wait_exit(Duration::from_secs(30)).success());
+
+    let lines = reader.join().unwrap();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("timeout 30"),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().filter(|l| *l == "keepalive").count() >= 3,
+        "{lines:?}"
+    );
+    assert_eq!(lines.last().map(String::as_str), Some("V"), "{lines:?}");
+}

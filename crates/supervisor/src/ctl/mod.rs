@@ -4,6 +4,7 @@
 //! (`ctl queue`, `ctl link`) adds a variant and a module beside `supervisor.rs`. Every
 //! subcommand gets a [`Ctl`]: the configuration and the `--json` choice.
 
+mod link;
 mod supervisor;
 
 use std::ffi::OsString;
@@ -52,6 +53,11 @@ pub enum Command {
         #[arg(long, short = 'n', default_value_t = 50)]
         lines: usize,
     },
+    /// The link to the ISP: status (the default), calls, events, hold, release, dial, hangup.
+    Link {
+        #[command(subcommand)]
+        command: Option<link::LinkCommand>,
+    },
 }
 
 /// What every subcommand gets.
@@ -79,6 +85,7 @@ impl Command {
             Command::Restart { name } => supervisor::restart(ctl, &name),
             Command::Reload => supervisor::reload(ctl),
             Command::Logs { name, lines } => supervisor::logs(ctl, name.as_deref(), lines),
+            Command::Link { command } => link::run(ctl, command),
         }
     }
 }

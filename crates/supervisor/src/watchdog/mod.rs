@@ -13,7 +13,7 @@ mod ioctl;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,11 +173,12 @@ impl Watchdog {
 
 fn pet_loop(gate: &Gate, petting: &Petting, notifier: Option<&Notifier>) {
     let mut device = petting.device.as_deref().and_then(|path| {
-        Device::open(path, petting.timeout_secs)
+        Device::open(path, petting.timeout_secs, &gate.stop)
             .map_err(|e| {
                 tracing::error!(device = %path.display(), error = %e, "cannot open the watchdog")
             })
             .ok()
+            .flatten()
     });
     let systemd_interval = notifier.and_then(Notifier::watchdog_interval);
     let mut next_device = Instant::now();
@@ -239,9 +240,10 @@ enum Device {
 }
 
 impl Device {
-    fn open(path: &Path, timeout_secs: u32) -> std::io::Result<Device> {
-        let is_char = std::fs::metadata(path).map(|m| m.file_type().is_char_device());
-        if let Ok(true) = is_char {
+    /// Opens the device; `None` if asked to stop while waiting for a FIFO's reader.
+    fn open(path: &Path, timeout_secs: u32, stop: &AtomicBool) -> std::io::Result<Option<Device>> {
+        let file_type = std::fs::metadata(path).map(|m| m.file_type());
+        if file_type.as_ref().is_ok_and(|t| t.is_char_device()) {
             // Opening the device starts it (watchdog-api.rst), so set the timeout at once.
             let file = OpenOptions::new().write(true).open(path)?;
             match ioctl::set_timeout(&file, timeout_secs) {
@@ -250,12 +252,35 @@ impl Device {
                 Err(e) => tracing::warn!(device = %path.display(), error = %e,
                     "cannot set the watchdog timeout; the driver's default stays"),
             }
-            return Ok(Device::Real(file));
+            return Ok(Some(Device::Real(file)));
         }
-        let mut file = OpenOptions::new().append(true).create(true).open(path)?;
+
+        let mut file = if file_type.as_ref().is_ok_and(|t| t.is_fifo()) {
+            // Opening a FIFO for writing waits for a reader; waiting without blocking keeps a
+            // shutdown from hanging here (fifo(7): ENXIO while nobody reads).
+            let nonblocking = rustix::fs::OFlags::NONBLOCK.bits() as i32;
+            loop {
+                match OpenOptions::new()
+                    .write(true)
+                    .custom_flags(nonblocking)
+                    .open(path)
+                {
+                    Ok(file) => break file,
+                    Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) => {
+                        if stop.load(Ordering::Relaxed) {
+                            return Ok(None);
+                        }
+                        std::thread::sleep(TICK);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        } else {
+            OpenOptions::new().append(true).create(true).open(path)?
+        };
         writeln!(file, "timeout {timeout_secs}")?;
         tracing::info!(device = %path.display(), "stand-in watchdog opened");
-        Ok(Device::StandIn(file))
+        Ok(Some(Device::StandIn(file)))
     }
 
     fn keepalive(&mut self) -> std::io::Result<()> {
