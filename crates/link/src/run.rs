@@ -77,6 +77,14 @@ pub async fn serve(
         None => PathBuf::from(&link.modem.device),
     };
     let line_cfg = line_config(link, device.clone())?;
+    if on_demand {
+        std::fs::create_dir_all(&line_cfg.lock_dir).map_err(|e| {
+            Error::Config(format!(
+                "modem.lock_dir {}: {e}",
+                line_cfg.lock_dir.display()
+            ))
+        })?;
+    }
 
     std::fs::create_dir_all(&config.system.data_dir)
         .map_err(|e| Error::Store(format!("{}: {e}", config.system.data_dir.display())))?;
@@ -85,13 +93,19 @@ pub async fn serve(
     let policy = Policy::new(policy_cfg, Timestamp::now());
     tracing::info!(mode = ?link.mode, state = ?policy.state(), "link starting");
     let (handle, task) = crate::service::start(policy, line_cfg, log);
-    let router = crate::api::router(handle, on_demand, device.display().to_string());
-    postroom_control::serve_until(config.socket("link"), router, shutdown)
-        .await
-        .map_err(|e| Error::Control(e.to_string()))?;
+    let router = crate::api::router(handle.clone(), on_demand, device.display().to_string());
+    let served = postroom_control::serve_until(config.socket("link"), router, shutdown).await;
 
-    // The router's handle is gone with the server; the service hangs up and ends.
-    let _ = tokio::time::timeout(Duration::from_secs(30), task).await;
+    // A call in progress is hung up before the process ends; a dial in progress ends with the
+    // port closed, which a modem takes as a hang-up too.
+    handle.send(crate::service::Request::Shutdown);
+    if tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the hang-up did not finish in 30 s");
+    }
+    served.map_err(|e| Error::Control(e.to_string()))?;
     drop(simulator);
     Ok(())
 }

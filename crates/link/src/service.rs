@@ -36,6 +36,8 @@ pub enum Request {
     Status {
         reply: oneshot::Sender<PolicyStatus>,
     },
+    /// Stop: hang up if connected, then end the service task.
+    Shutdown,
 }
 
 /// A handle to the running service, for the control API.
@@ -112,8 +114,8 @@ pub fn start(
             };
             tokio::select! {
                 request = request_rx.recv() => match request {
+                    Some(Request::Shutdown) | None => break,
                     Some(request) => service.request(request),
-                    None => break,
                 },
                 Some(event) = input_rx.recv() => match event {
                     LineEvent::Input(input) => service.feed(input),
@@ -125,7 +127,12 @@ pub fn start(
                 () = tokio::time::sleep(sleep) => service.feed(Input::Tick),
             }
         }
+        // Holders still waiting learn that the link is going away.
+        for (_, waiter) in service.waiters.drain() {
+            let _ = waiter.send(Err("the link service is stopping".into()));
+        }
         if let Some(line) = service.line.take() {
+            tracing::info!("stopping: hanging up");
             line.hang_up(&service.line_cfg).await;
         }
     });
@@ -164,6 +171,7 @@ impl Service {
             Request::Status { reply } => {
                 let _ = reply.send(self.policy.status());
             }
+            Request::Shutdown => {}
         }
     }
 
