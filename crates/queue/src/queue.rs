@@ -23,6 +23,9 @@ use crate::store::{Op, QueueEntry, RecipientState, Status, Store};
 use crate::summary;
 use crate::transport::{DeliveryJob, Outcome, OutcomeKind, Transport, Transports};
 
+/// How long deliveries under way may take to finish at shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
 /// Decides where a notice to a sender goes: the mail component's router (a local sender gets
 /// it in their Maildir, an outside one by SMTP).
 pub type SenderRoute = Arc<dyn Fn(&str) -> Destination + Send + Sync>;
@@ -341,8 +344,9 @@ impl Queue {
     }
 
     /// Runs the queue until `shutdown` resolves: delivers due entries, sleeps until the next
-    /// is due or something is queued or flushed. Deliveries under way at shutdown are
-    /// abandoned; their entries are tried again after a restart.
+    /// is due or something is queued or flushed. At shutdown, deliveries under way get
+    /// [`SHUTDOWN_GRACE`] to finish; any still running then are abandoned, and their entries
+    /// are tried again after a restart.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
         let mut tasks = JoinSet::new();
         tokio::pin!(shutdown);
@@ -362,8 +366,15 @@ impl Queue {
                 _ = &mut shutdown => break,
             }
         }
-        tasks.abort_all();
-        while tasks.join_next().await.is_some() {}
+
+        // Let deliveries under way finish and record their outcome, so that a restart does not
+        // send again what a server already took; abandon them after a grace period.
+        let drain = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+            warn!("abandoning deliveries still under way at shutdown");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
     }
 
     /// Starts a task for every due entry; returns when the next waiting one is due.

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod postfix;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
