@@ -28,6 +28,10 @@ impl fmt::Display for Mistake {
 
 /// Semantic checks of a section, run after it was read: what serde cannot see, such as two
 /// listeners on one port or a watchdog petted slower than it bites.
+///
+/// A section plugs in by implementing `Check` in its module and adding one line to
+/// `impl Check for Config` in lib.rs (`self.link.check("link", report);`). Paths are built
+/// with [`key`] and [`index`] so that the loader finds their lines.
 pub trait Check {
     /// Adds every mistake found to `report`, with paths under `at` (the section's own path,
     /// e.g. `supervisor`).
