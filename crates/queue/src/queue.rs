@@ -142,6 +142,8 @@ struct Inner {
     wake: Notify,
     held: AtomicBool,
     flush_requested: AtomicBool,
+    /// Set at shutdown: deliveries not yet started are not started.
+    stopping: AtomicBool,
     in_flight: Mutex<HashSet<QueueId>>,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     total: Arc<Semaphore>,
@@ -204,6 +206,7 @@ impl Queue {
                 wake: Notify::new(),
                 held: AtomicBool::new(held),
                 flush_requested: AtomicBool::new(false),
+                stopping: AtomicBool::new(false),
                 in_flight: Mutex::new(HashSet::new()),
                 limits: Mutex::new(HashMap::new()),
                 total,
@@ -366,6 +369,8 @@ impl Queue {
                 _ = &mut shutdown => break,
             }
         }
+
+        self.inner.stopping.store(true, Ordering::SeqCst);
 
         // Let deliveries under way finish and record their outcome, so that a restart does not
         // send again what a server already took; abandon them after a grace period.
@@ -549,22 +554,27 @@ impl Inner {
             };
             let limit = self.limit(&key);
             let total = self.total.clone();
+            let inner = self.clone();
             deliveries.spawn(async move {
                 // Semaphores are never closed, so acquiring only fails if that changes.
                 let _one = limit.acquire_owned().await.ok();
                 let _all = total.acquire_owned().await.ok();
+                if inner.stopping.load(Ordering::SeqCst) {
+                    return (indices, None);
+                }
                 let outcomes = transport.deliver(&job).await;
-                (indices, outcomes)
+                (indices, Some(outcomes))
             });
         }
-        let attempted = !deliveries.is_empty();
+        let mut attempted = false;
 
         // Each group's outcomes are committed as they come, so an accepted message is recorded
         // as soon as possible and not sent again after a crash.
         while let Some(done) = deliveries.join_next().await {
-            let Ok((indices, outcomes)) = done else {
+            let Ok((indices, Some(outcomes))) = done else {
                 continue;
             };
+            attempted = true;
             for (n, &i) in indices.iter().enumerate() {
                 let outcome = outcomes.get(n).cloned().unwrap_or_else(|| {
                     Outcome::local(
