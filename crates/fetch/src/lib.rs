@@ -1,0 +1,45 @@
+//! Mail on connect: once the link is up, ask the ISP for the mail it holds.
+//!
+//! - [`smtp::etrn`]: ETRN (RFC 1985) to the ISP's backup MX for our domains.
+//! - [`multidrop::fetch`]: a POP3 multidrop fetch from the ISP's domain mailbox, delivered to
+//!   our own MX over SMTP on loopback, deduplicated by UIDL, deleted at the ISP only after
+//!   our MX accepted it.
+//!
+//! Not yet: wiring into `postroom mail` (flush, ETRN, fetch, release the hold on link up);
+//! that belongs to the mail component's on-connect step.
+
+#![forbid(unsafe_code)]
+
+pub mod multidrop;
+pub mod pop3;
+pub mod recipients;
+pub mod seen;
+pub mod smtp;
+pub mod wire;
+
+pub use multidrop::{FetchConfig, FetchReport, fetch};
+pub use smtp::{EtrnOutcome, etrn};
+
+/// What went wrong fetching mail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The connection failed.
+    #[error("{peer}: {source}")]
+    Io { peer: String, source: std::io::Error },
+    /// The peer did not answer in time.
+    #[error("{peer}: no answer in time ({during})")]
+    Timeout { peer: String, during: String },
+    /// The peer closed the connection.
+    #[error("{peer} closed the connection")]
+    Closed { peer: String },
+    /// The peer said something that is not its protocol.
+    #[error("{peer}: {why}")]
+    Protocol { peer: String, why: String },
+    /// The peer refused a step (login, a command).
+    #[error("{peer} refused {during}: {reply}")]
+    Refused { peer: String, during: String, reply: String },
+    /// The seen-UID store failed.
+    #[error("seen-UID store: {0}")]
+    Store(String),
+}
