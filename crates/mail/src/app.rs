@@ -13,7 +13,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
 use crate::Error;
-use crate::intake::SpoolIntake;
+use crate::delivery::{self, QueueIntake};
+use crate::router::Router;
 use crate::services::{Listeners, Services};
 use crate::smtp_server::Shared;
 use crate::users::Users;
@@ -84,6 +85,8 @@ pub struct Prepared {
     /// The bound listeners.
     pub listeners: Listeners,
     tls: Arc<ServerConfig>,
+    /// The link is dialled on demand: remote mail waits in the queue while it is down.
+    link_on_demand: bool,
 }
 
 impl Prepared {
@@ -99,11 +102,13 @@ impl Prepared {
             std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
         }
         let tls = crate::tls::server_config(&mail.tls, &paths.data_dir, &mail.hostname)?;
+        let link_on_demand = config.link.mode == postroom_config::link::Mode::OnDemand;
         Ok(Prepared {
             mail,
             paths,
             listeners,
             tls,
+            link_on_demand,
         })
     }
 }
@@ -137,6 +142,7 @@ impl App {
             paths,
             listeners,
             tls,
+            link_on_demand,
         } = prepared;
         let local =
             |l: &std::net::TcpListener| l.local_addr().map_err(|e| Error::io(&paths.data_dir, e));
@@ -152,17 +158,32 @@ impl App {
         for user in &mail.users {
             store.create_user(&user.name)?;
         }
-        let intake = Arc::new(SpoolIntake::new(store, &paths.spool())?);
+        let router = Router::new(mail.clone());
+        let mut settings = postroom_queue::QueueSettings::from_config(
+            paths.data_dir.clone(),
+            mail.hostname.clone(),
+            &mail.queue,
+        );
+        // Holding remote mail only makes sense when the link comes and goes.
+        settings.start_held = mail.queue.hold_when_link_down && link_on_demand;
+        let queue = postroom_queue::Queue::open(
+            Arc::clone(&db),
+            settings,
+            delivery::transports(&mail, store.clone(), paths.spool().join("fax")),
+            delivery::sender_route(router),
+        )
+        .map_err(|e| Error::Queue(e.to_string()))?;
         let shared = Arc::new(Shared::new(
             mail.clone(),
             Users::new(&mail),
-            intake,
+            Arc::new(QueueIntake::new(queue.clone())),
             Some(TlsAcceptor::from(tls)),
         ));
-        let services = Services::start(listeners, Arc::clone(&shared))?;
+        let services = Services::start(listeners, Arc::clone(&shared), queue.clone())?;
         let control = postroom_control::serve(
             &paths.socket,
-            crate::control::router(shared, addresses, started),
+            crate::control::router(shared, addresses, started)
+                .merge(postroom_queue::control::router(queue)),
         )
         .await?;
         info!(socket = %paths.socket.display(), smtp = %addresses.smtp, "mail component ready");

@@ -30,9 +30,9 @@ pub enum Error {
     /// A Maildir delivery failed.
     #[error("mailbox: {0}")]
     Maildir(postroom_maildir::Error),
-    /// The fax spool or the outbound hold could not be written.
-    #[error("spool: {0}")]
-    Spool(String),
+    /// The queue could not take a message, or could not be opened.
+    #[error("queue: {0}")]
+    Queue(String),
     /// mail.redb could not be opened.
     #[error("mail.redb: {0}")]
     Database(#[from] redb::Error),

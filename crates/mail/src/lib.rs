@@ -9,6 +9,7 @@
 pub mod app;
 pub mod cli;
 pub mod control;
+pub mod delivery;
 mod error;
 pub mod intake;
 pub mod privileges;

@@ -59,20 +59,36 @@ pub struct Services {
 
 impl Services {
     /// Starts every server on its listener. Must run inside the tokio runtime.
-    pub fn start(listeners: Listeners, smtp: Arc<smtp_server::Shared>) -> Result<Services, Error> {
+    pub fn start(
+        listeners: Listeners,
+        smtp: Arc<smtp_server::Shared>,
+        queue: postroom_queue::Queue,
+    ) -> Result<Services, Error> {
         let (stop, stopped) = watch::channel(false);
         let mut services = Services {
             tasks: JoinSet::new(),
             stop,
         };
+
+        // The queue runner: deliveries, retries, notices. At shutdown it lets deliveries under
+        // way finish, within the queue's grace time.
+        let mut queue_stop = stopped.clone();
+        services.tasks.spawn(async move {
+            let shutdown = async move {
+                let _ = queue_stop.wait_for(|stop| *stop).await;
+            };
+            queue.run(shutdown).await;
+            ("queue", Ok(()))
+        });
         for (listener, kind, name) in [
             (listeners.smtp, Kind::Mx, "smtp"),
             (listeners.submission, Kind::Submission, "submission"),
             (listeners.submissions, Kind::Submissions, "submissions"),
         ] {
+            // Only for the error message: the socket is bound already.
             let addr = listener
                 .local_addr()
-                .map_err(|e| Error::Spool(e.to_string()))?;
+                .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
             let listener =
                 tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind {
                     service: name,

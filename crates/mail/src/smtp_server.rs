@@ -375,13 +375,13 @@ impl Connection {
             content,
         };
         match self.shared.intake.accept(accepted).await {
-            Ok(()) => {
+            Ok(queue_id) => {
                 self.shared
                     .counters
                     .accepted
                     .fetch_add(1, Ordering::Relaxed);
-                info!(msg_id = %id, from = %from, recipients = count, size, "message accepted");
-                Ok(id)
+                info!(msg_id = %id, %queue_id, from = %from, recipients = count, size, "message accepted");
+                Ok(queue_id)
             }
             Err(e) => {
                 warn!(msg_id = %id, error = %e, "message could not be stored");

@@ -50,6 +50,10 @@ impl Server {
                 ..Default::default()
             });
         }
+        // Remote mail waits in the queue (an on-demand link that is down), so tests can see it
+        // there instead of racing a delivery attempt.
+        config.link.mode = postroom_config::link::Mode::OnDemand;
+        config.mail.queue.hold_when_link_down = true;
         customize(&mut config);
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -91,11 +95,21 @@ impl Server {
         }
     }
 
-    /// The `.eml` files waiting for the queue (remote destinations).
-    pub fn outbound(&self) -> Vec<PathBuf> {
-        files_in(&self.data().join("spool/outbound-hold"))
-            .into_iter()
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+    /// The queue as `GET /queue` on the control socket shows it.
+    pub fn queue(&self) -> postroom_queue::control::QueueListing {
+        let client = postroom_control::Client::new(&self.socket);
+        self.block_on(client.get_json("/queue"))
+            .expect("GET /queue")
+    }
+
+    /// The addresses of queued recipients with a remote destination.
+    pub fn queued_remote(&self) -> Vec<String> {
+        self.queue()
+            .entries
+            .iter()
+            .flat_map(|e| e.recipients.iter())
+            .filter(|r| r.destination == "remote")
+            .map(|r| r.address.clone())
             .collect()
     }
 

@@ -1,0 +1,311 @@
+//! The hand-over to the durable queue (crates/queue) and the local transport it delivers with.
+//!
+//! Every accepted message goes into the queue with its recipients already routed; the queue's
+//! runner hands local copies to [`MaildirTransport`] (Return-Path and Delivered-To added here,
+//! idempotent file names from the queue id and recipient), remote ones to the SMTP transport
+//! and fax copies to the fax spool.
+
+use std::sync::Arc;
+
+use postroom_config::mail::{Mail, RelayMode, RelayTls};
+use postroom_maildir::Store;
+use postroom_queue::transport::{
+    DeliveryFuture, FaxSpoolTransport, SmtpTransport, local_unique_name,
+};
+use postroom_queue::{
+    DeliveryJob, Destination as QueueDestination, Envelope, Outcome, OutcomeKind, Queue, Recipient,
+    Transport, Transports,
+};
+use postroom_smtp::DsnReturn;
+use postroom_smtp_client as client;
+
+use crate::Error;
+use crate::intake::{Accepted, BoxFuture, Intake};
+use crate::router::{Destination, Router};
+use crate::trace;
+
+/// The intake that queues: `accept` returns once the queue has the message on disk.
+#[derive(Clone)]
+pub struct QueueIntake {
+    queue: Queue,
+}
+
+impl QueueIntake {
+    /// Queues into `queue`.
+    pub fn new(queue: Queue) -> QueueIntake {
+        QueueIntake { queue }
+    }
+}
+
+impl Intake for QueueIntake {
+    fn accept(&self, message: Accepted) -> BoxFuture<'_, Result<String, Error>> {
+        Box::pin(async move {
+            let envelope = queue_envelope(&message);
+            let id = self
+                .queue
+                .enqueue(envelope, message.content)
+                .await
+                .map_err(|e| Error::Queue(e.to_string()))?;
+            Ok(id.to_string())
+        })
+    }
+}
+
+/// The queue's envelope for an accepted message, with DSN NOTIFY and RET carried over.
+fn queue_envelope(message: &Accepted) -> Envelope {
+    let recipients = message
+        .recipients
+        .iter()
+        .map(|routed| {
+            let destination = match &routed.destination {
+                Destination::Local { user } => QueueDestination::Local {
+                    user: user.clone(),
+                    folder: None,
+                },
+                Destination::Remote { address } => QueueDestination::Remote {
+                    address: address.clone(),
+                },
+                Destination::Fax { number } => QueueDestination::Fax {
+                    number: number.clone(),
+                },
+            };
+            let mut recipient = Recipient::new(routed.recipient.clone(), destination);
+            // RFC 3461 section 4.1: without NOTIFY the server decides (failure and delay).
+            let notify = message
+                .envelope
+                .recipients
+                .iter()
+                .find(|r| r.address.eq_ignore_ascii_case(&routed.recipient))
+                .and_then(|r| r.notify);
+            if let Some(notify) = notify {
+                recipient.notify_failure = notify.failure && !notify.never;
+                recipient.notify_delay = notify.delay && !notify.never;
+            }
+            recipient
+        })
+        .collect();
+    let mut envelope = Envelope::new(message.envelope.reverse_path.as_str(), recipients);
+    envelope.return_headers_only = message.envelope.dsn_return == Some(DsnReturn::Headers);
+    envelope
+}
+
+/// Local delivery for the queue: Maildir with Return-Path and Delivered-To on top.
+pub struct MaildirTransport {
+    store: Store,
+}
+
+impl MaildirTransport {
+    /// Delivers into `store`.
+    pub fn new(store: Store) -> MaildirTransport {
+        MaildirTransport { store }
+    }
+
+    fn deliver_one(&self, job: &DeliveryJob, recipient: &Recipient) -> Outcome {
+        let QueueDestination::Local { user, folder } = &recipient.destination else {
+            return Outcome::local(OutcomeKind::Failed, "5.3.5", "not a local destination");
+        };
+        if !self.store.has_user(user) {
+            return Outcome::local(
+                OutcomeKind::Failed,
+                "5.1.1",
+                format!("no mailbox for user {user}"),
+            );
+        }
+        // The name depends only on the queue entry and the recipient: a delivery repeated
+        // after a crash finds the first copy and makes no second one.
+        let unique = local_unique_name(job.id, job.arrived, recipient);
+        let headers = trace::delivery_headers(&job.reverse_path, &recipient.address);
+        let mut reader = std::io::Read::chain(headers.as_bytes(), &job.body[..]);
+        match self
+            .store
+            .deliver(user, folder.as_deref(), &mut reader, Some(&unique))
+        {
+            Ok(_) => Outcome::local(OutcomeKind::Delivered, "2.0.0", "delivered to Maildir"),
+            Err(e) => Outcome::local(OutcomeKind::Deferred, "4.3.0", e.to_string()),
+        }
+    }
+}
+
+impl Transport for MaildirTransport {
+    fn deliver<'a>(&'a self, job: &'a DeliveryJob) -> DeliveryFuture<'a> {
+        Box::pin(async move {
+            let n = job.recipients.len();
+            let store = self.store.clone();
+            let job = job.clone();
+            tokio::task::spawn_blocking(move || {
+                let transport = MaildirTransport { store };
+                job.recipients
+                    .iter()
+                    .map(|r| transport.deliver_one(&job, r))
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|e| {
+                vec![Outcome::local(OutcomeKind::Deferred, "4.3.0", format!("delivery: {e}")); n]
+            })
+        })
+    }
+
+    fn destination_key(&self, _recipient: &Recipient) -> String {
+        "local".into()
+    }
+}
+
+/// The outbound relay from `[mail.relay]`. A smarthost without a host name means direct MX
+/// delivery, so a box with no ISP relay configured still sends.
+pub fn relay(config: &Mail) -> client::Relay {
+    let relay = &config.relay;
+    if relay.mode == RelayMode::Mx || relay.host.is_empty() {
+        return client::Relay::Mx {
+            port: relay.mx_port,
+        };
+    }
+    client::Relay::Smarthost {
+        host: relay.host.clone(),
+        port: relay.port,
+        tls: match relay.tls {
+            RelayTls::Required => client::TlsMode::Required,
+            RelayTls::Opportunistic => client::TlsMode::Opportunistic,
+            RelayTls::None => client::TlsMode::Never,
+        },
+        cert: if relay.verify_certificate {
+            client::CertCheck::Verify {
+                extra_ca_file: relay.ca_file.clone(),
+            }
+        } else {
+            client::CertCheck::None
+        },
+        auth: (!relay.username.is_empty()).then(|| client::Credentials {
+            username: relay.username.clone(),
+            password: relay.password.clone(),
+        }),
+    }
+}
+
+/// The queue's transports for this configuration.
+pub fn transports(config: &Mail, store: Store, fax_spool: std::path::PathBuf) -> Transports {
+    let options = client::SendOptions {
+        helo_name: config.hostname.clone(),
+        timeouts: client::Timeouts::default(),
+        resolver: None,
+    };
+    Transports {
+        local: Arc::new(MaildirTransport::new(store)),
+        remote: Arc::new(SmtpTransport::new(relay(config), options)),
+        fax: Arc::new(FaxSpoolTransport::new(fax_spool)),
+    }
+}
+
+/// Where a notice to a sender goes: the router's first destination for the address (a local
+/// sender gets it in the Maildir), else the address itself, relayed.
+pub fn sender_route(router: Router) -> postroom_queue::SenderRoute {
+    Arc::new(move |address: &str| match router.resolve(address, true) {
+        Ok(destinations) => match destinations.into_iter().next() {
+            Some(Destination::Local { user }) => QueueDestination::Local { user, folder: None },
+            Some(Destination::Fax { number }) => QueueDestination::Fax { number },
+            Some(Destination::Remote { address }) => QueueDestination::Remote { address },
+            None => QueueDestination::Remote {
+                address: address.to_owned(),
+            },
+        },
+        Err(_) => QueueDestination::Remote {
+            address: address.to_owned(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postroom_queue::QueueId;
+
+    fn job(recipients: Vec<Recipient>) -> DeliveryJob {
+        DeliveryJob {
+            id: QueueId(42),
+            arrived: 1_700_000_000,
+            reverse_path: "carl@sender.example".into(),
+            recipients,
+            body: bytes::Bytes::from_static(b"Received: x\r\nSubject: t\r\n\r\nbody\r\n"),
+        }
+    }
+
+    fn local(address: &str, user: &str) -> Recipient {
+        Recipient::new(
+            address,
+            QueueDestination::Local {
+                user: user.into(),
+                folder: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn local_delivery_adds_trace_headers_and_a_retry_makes_no_second_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(redb::Database::create(dir.path().join("mail.redb")).unwrap());
+        let store = Store::open(dir.path().join("mail"), db).unwrap();
+        store.create_user("bob").unwrap();
+        let transport = MaildirTransport::new(store);
+        let job = job(vec![
+            local("bob@office.example", "bob"),
+            local("x@office.example", "ghost"),
+        ]);
+
+        for _ in 0..2 {
+            let outcomes = transport.deliver(&job).await;
+            assert_eq!(outcomes[0].kind, OutcomeKind::Delivered);
+            assert_eq!(
+                (outcomes[1].kind, outcomes[1].status.as_str()),
+                (OutcomeKind::Failed, "5.1.1")
+            );
+        }
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("mail/bob/new"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert_eq!(files.len(), 1, "the repeated delivery made a second copy");
+        let text = std::fs::read_to_string(files[0].path()).unwrap();
+        assert!(text.starts_with(
+            "Return-Path: <carl@sender.example>\r\nDelivered-To: bob@office.example\r\nReceived: x\r\n"
+        ));
+    }
+
+    #[test]
+    fn notify_never_turns_off_both_notices_and_ret_hdrs_is_kept() {
+        use postroom_smtp::{
+            BodyType, Envelope as SmtpEnvelope, Notify, Recipient as Rcpt, ReversePath,
+        };
+        let message = Accepted {
+            id: "A".into(),
+            envelope: SmtpEnvelope {
+                helo: "c".into(),
+                esmtp: true,
+                tls: false,
+                authenticated: None,
+                reverse_path: ReversePath::Null,
+                declared_size: None,
+                body_type: BodyType::Unspecified,
+                smtputf8: false,
+                dsn_return: Some(DsnReturn::Headers),
+                dsn_envelope_id: None,
+                recipients: vec![Rcpt {
+                    address: "bob@office.example".into(),
+                    notify: Some(Notify {
+                        never: true,
+                        ..Default::default()
+                    }),
+                    original_recipient: None,
+                }],
+            },
+            recipients: vec![crate::router::Routed {
+                destination: Destination::Local { user: "bob".into() },
+                recipient: "bob@office.example".into(),
+            }],
+            content: Vec::new(),
+        };
+        let envelope = queue_envelope(&message);
+        assert!(envelope.is_null_sender());
+        assert!(envelope.return_headers_only);
+        assert!(!envelope.recipients[0].notify_failure && !envelope.recipients[0].notify_delay);
+    }
+}
