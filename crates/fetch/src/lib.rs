@@ -26,7 +26,10 @@ pub use smtp::{EtrnOutcome, etrn};
 pub enum Error {
     /// The connection failed.
     #[error("{peer}: {source}")]
-    Io { peer: String, source: std::io::Error },
+    Io {
+        peer: String,
+        source: std::io::Error,
+    },
     /// The peer did not answer in time.
     #[error("{peer}: no answer in time ({during})")]
     Timeout { peer: String, during: String },
@@ -38,7 +41,11 @@ pub enum Error {
     Protocol { peer: String, why: String },
     /// The peer refused a step (login, a command).
     #[error("{peer} refused {during}: {reply}")]
-    Refused { peer: String, during: String, reply: String },
+    Refused {
+        peer: String,
+        during: String,
+        reply: String,
+    },
     /// The seen-UID store failed.
     #[error("seen-UID store: {0}")]
     Store(String),

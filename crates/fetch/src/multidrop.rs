@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::Error;
 use crate::pop3::Pop3;
 use crate::recipients::{Source, recipients, return_path};
 use crate::seen::Seen;
 use crate::smtp::Session;
 use crate::wire::Conn;
-use crate::Error;
 
 /// What to fetch and where to deliver it.
 #[derive(Debug, Clone)]
@@ -59,7 +59,12 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<FetchReport, Error> {
     let span = tracing::info_span!("fetch", account = %account);
     let _enter = span.enter();
 
-    let mut pop = Pop3::login(Conn::connect(&cfg.pop3, cfg.timeout).await?, &cfg.user, &cfg.password).await?;
+    let mut pop = Pop3::login(
+        Conn::connect(&cfg.pop3, cfg.timeout).await?,
+        &cfg.user,
+        &cfg.password,
+    )
+    .await?;
     let list = pop.uidl().await?;
     let mut report = FetchReport::default();
     let mut mx: Option<Session> = None;
@@ -123,7 +128,11 @@ async fn deliver(
     let reply = session.call(&format!("MAIL FROM:<{from}>")).await?;
     if !reply.is_positive() {
         let _ = session.call("RSET").await?;
-        return Ok(Err(format!("MAIL FROM refused: {} {}", reply.code, reply.text())));
+        return Ok(Err(format!(
+            "MAIL FROM refused: {} {}",
+            reply.code,
+            reply.text()
+        )));
     }
 
     let mut accepted = Vec::new();
@@ -137,21 +146,35 @@ async fn deliver(
             to_postmaster = true;
         } else {
             let _ = session.call("RSET").await?;
-            return Ok(Err(format!("RCPT TO:<{address}> deferred: {} {}", reply.code, reply.text())));
+            return Ok(Err(format!(
+                "RCPT TO:<{address}> deferred: {} {}",
+                reply.code,
+                reply.text()
+            )));
         }
     }
     if to_postmaster && !accepted.contains(&cfg.postmaster) {
-        let reply = session.call(&format!("RCPT TO:<{}>", cfg.postmaster)).await?;
+        let reply = session
+            .call(&format!("RCPT TO:<{}>", cfg.postmaster))
+            .await?;
         if !reply.is_positive() {
             let _ = session.call("RSET").await?;
-            return Ok(Err(format!("postmaster refused: {} {}", reply.code, reply.text())));
+            return Ok(Err(format!(
+                "postmaster refused: {} {}",
+                reply.code,
+                reply.text()
+            )));
         }
         accepted.push(cfg.postmaster.clone());
     }
 
     let reply = session.data(message).await?;
     if reply.code != 250 {
-        return Ok(Err(format!("DATA refused: {} {}", reply.code, reply.text())));
+        return Ok(Err(format!(
+            "DATA refused: {} {}",
+            reply.code,
+            reply.text()
+        )));
     }
     Ok(Ok(accepted))
 }

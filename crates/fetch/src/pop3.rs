@@ -30,7 +30,9 @@ impl Pop3 {
             let (Some(n), Some(uid)) = (parts.next(), parts.next()) else {
                 return Err(self.protocol(format!("bad UIDL line {text:?}")));
             };
-            let n = n.parse().map_err(|_| self.protocol(format!("bad UIDL line {text:?}")))?;
+            let n = n
+                .parse()
+                .map_err(|_| self.protocol(format!("bad UIDL line {text:?}")))?;
             list.push((n, uid.to_owned()));
         }
         Ok(list)
@@ -69,7 +71,11 @@ impl Pop3 {
         if text.starts_with("+OK") {
             Ok(text)
         } else {
-            Err(Error::Refused { peer: self.conn.peer().to_owned(), during: what.to_owned(), reply: text })
+            Err(Error::Refused {
+                peer: self.conn.peer().to_owned(),
+                during: what.to_owned(),
+                reply: text,
+            })
         }
     }
 
@@ -90,6 +96,9 @@ impl Pop3 {
     }
 
     fn protocol(&self, why: String) -> Error {
-        Error::Protocol { peer: self.conn.peer().to_owned(), why }
+        Error::Protocol {
+            peer: self.conn.peer().to_owned(),
+            why,
+        }
     }
 }

@@ -55,7 +55,9 @@ pub fn addresses(value: &str) -> Vec<String> {
     let mut rest = value;
     let mut angle = false;
     while let Some(open) = rest.find('<') {
-        let Some(close) = rest[open..].find('>') else { break };
+        let Some(close) = rest[open..].find('>') else {
+            break;
+        };
         found.push(rest[open + 1..open + close].trim().to_owned());
         rest = &rest[open + close + 1..];
         angle = true;
@@ -68,7 +70,11 @@ pub fn addresses(value: &str) -> Vec<String> {
             }
         }
     }
-    found.into_iter().filter(|a| a.contains('@')).map(|a| a.to_ascii_lowercase()).collect()
+    found
+        .into_iter()
+        .filter(|a| a.contains('@'))
+        .map(|a| a.to_ascii_lowercase())
+        .collect()
 }
 
 fn domain_of(address: &str) -> &str {
@@ -94,13 +100,22 @@ pub fn recipients(message: &[u8], domains: &[String]) -> Recipients {
     };
     let envelope = collect(&["x-original-to", "delivered-to", "x-envelope-to"]);
     if !envelope.is_empty() {
-        return Recipients { addresses: envelope, source: Source::Envelope };
+        return Recipients {
+            addresses: envelope,
+            source: Source::Envelope,
+        };
     }
     let guessed = collect(&["to", "cc"]);
     if !guessed.is_empty() {
-        return Recipients { addresses: guessed, source: Source::ToCc };
+        return Recipients {
+            addresses: guessed,
+            source: Source::ToCc,
+        };
     }
-    Recipients { addresses: Vec::new(), source: Source::Nothing }
+    Recipients {
+        addresses: Vec::new(),
+        source: Source::Nothing,
+    }
 }
 
 /// The reverse path for re-injection: the `Return-Path` the ISP wrote, else the null path.
@@ -125,7 +140,13 @@ mod tests {
         let m = b"Return-Path: <s@far.example>\r\nDelivered-To: office@isp.example\r\n\
                   X-Original-To: Alice@Office.example\r\nTo: everyone@list.example\r\n\r\nhi\r\n";
         let r = recipients(m, &domains());
-        assert_eq!(r, Recipients { addresses: vec!["alice@office.example".into()], source: Source::Envelope });
+        assert_eq!(
+            r,
+            Recipients {
+                addresses: vec!["alice@office.example".into()],
+                source: Source::Envelope
+            }
+        );
         assert_eq!(return_path(m), "s@far.example");
     }
 

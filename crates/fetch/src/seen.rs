@@ -23,7 +23,8 @@ fn key(account: &str, uid: &str) -> String {
 impl Seen {
     /// Opens (or creates) the store.
     pub fn open(path: &Path) -> Result<Seen, Error> {
-        let db = Database::create(path).map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
+        let db =
+            Database::create(path).map_err(|e| Error::Store(format!("{}: {e}", path.display())))?;
         let tx = db.begin_write().map_err(store)?;
         tx.open_table(SEEN).map_err(store)?;
         tx.commit().map_err(store)?;
@@ -34,7 +35,10 @@ impl Seen {
     pub fn contains(&self, account: &str, uid: &str) -> Result<bool, Error> {
         let tx = self.db.begin_read().map_err(store)?;
         let table = tx.open_table(SEEN).map_err(store)?;
-        Ok(table.get(key(account, uid).as_str()).map_err(store)?.is_some())
+        Ok(table
+            .get(key(account, uid).as_str())
+            .map_err(store)?
+            .is_some())
     }
 
     /// Records a delivered message; durable when this returns (one redb commit).
@@ -45,7 +49,9 @@ impl Seen {
         let tx = self.db.begin_write().map_err(store)?;
         {
             let mut table = tx.open_table(SEEN).map_err(store)?;
-            table.insert(key(account, uid).as_str(), now).map_err(store)?;
+            table
+                .insert(key(account, uid).as_str(), now)
+                .map_err(store)?;
         }
         tx.commit().map_err(store)
     }

@@ -76,13 +76,20 @@ impl Session {
         if !ehlo.is_positive() {
             return Err(refused(&conn, "EHLO", &ehlo));
         }
-        let extensions = ehlo.lines.iter().skip(1).map(|l| l.to_ascii_uppercase()).collect();
+        let extensions = ehlo
+            .lines
+            .iter()
+            .skip(1)
+            .map(|l| l.to_ascii_uppercase())
+            .collect();
         Ok(Session { conn, extensions })
     }
 
     /// Whether EHLO listed `keyword`.
     pub fn has_extension(&self, keyword: &str) -> bool {
-        self.extensions.iter().any(|e| e.split_whitespace().next() == Some(keyword))
+        self.extensions
+            .iter()
+            .any(|e| e.split_whitespace().next() == Some(keyword))
     }
 
     /// Sends a command and reads its reply.
@@ -130,7 +137,12 @@ async fn read_reply(conn: &mut Conn) -> Result<Reply, Error> {
         match parser.feed(&line) {
             Ok(Some(reply)) => return Ok(reply),
             Ok(None) => {}
-            Err(why) => return Err(Error::Protocol { peer: conn.peer().to_owned(), why }),
+            Err(why) => {
+                return Err(Error::Protocol {
+                    peer: conn.peer().to_owned(),
+                    why,
+                });
+            }
         }
     }
 }
@@ -162,18 +174,28 @@ impl EtrnOutcome {
 
 /// Asks the ISP's backup MX to start delivering the mail it holds for our domains (RFC 1985
 /// section 3: `ETRN domain`). Every domain is asked in one session.
-pub async fn etrn(addr: &str, helo: &str, domains: &[String], timeout: std::time::Duration)
--> Result<Vec<EtrnOutcome>, Error> {
+pub async fn etrn(
+    addr: &str,
+    helo: &str,
+    domains: &[String],
+    timeout: std::time::Duration,
+) -> Result<Vec<EtrnOutcome>, Error> {
     let conn = Conn::connect(addr, timeout).await?;
     let mut session = Session::open(conn, helo).await?;
     if !session.has_extension("ETRN") {
         // RFC 1985 section 2 has servers announce ETRN; some do not but accept it anyway.
-        tracing::warn!(peer = addr, "server does not announce ETRN; trying it anyway");
+        tracing::warn!(
+            peer = addr,
+            "server does not announce ETRN; trying it anyway"
+        );
     }
     let mut outcomes = Vec::new();
     for domain in domains {
         let reply = session.call(&format!("ETRN {domain}")).await?;
-        let outcome = EtrnOutcome { domain: domain.clone(), reply };
+        let outcome = EtrnOutcome {
+            domain: domain.clone(),
+            reply,
+        };
         if outcome.started() {
             tracing::info!(domain = %domain, reply = %outcome.reply.text(), "ETRN accepted");
         } else {
@@ -210,7 +232,13 @@ mod tests {
 
     #[test]
     fn etrn_codes_per_rfc_1985() {
-        let o = |code| EtrnOutcome { domain: "d".into(), reply: Reply { code, lines: vec![] } };
+        let o = |code| EtrnOutcome {
+            domain: "d".into(),
+            reply: Reply {
+                code,
+                lines: vec![],
+            },
+        };
         assert!(o(250).started() && o(251).started() && o(253).started());
         assert!(!o(458).started() && !o(459).started() && !o(501).started());
     }

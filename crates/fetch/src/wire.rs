@@ -27,10 +27,21 @@ impl Conn {
     pub async fn connect(addr: &str, timeout: Duration) -> Result<Conn, Error> {
         let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| Error::Timeout { peer: addr.to_owned(), during: "connect".into() })?
-            .map_err(|source| Error::Io { peer: addr.to_owned(), source })?;
+            .map_err(|_| Error::Timeout {
+                peer: addr.to_owned(),
+                during: "connect".into(),
+            })?
+            .map_err(|source| Error::Io {
+                peer: addr.to_owned(),
+                source,
+            })?;
         let (r, w) = stream.into_split();
-        Ok(Conn { peer: addr.to_owned(), reader: BufReader::new(r), writer: w, timeout })
+        Ok(Conn {
+            peer: addr.to_owned(),
+            reader: BufReader::new(r),
+            writer: w,
+            timeout,
+        })
     }
 
     /// The peer's address, for messages.
@@ -62,10 +73,18 @@ impl Conn {
         };
         let complete = tokio::time::timeout(self.timeout, read)
             .await
-            .map_err(|_| Error::Timeout { peer: self.peer.clone(), during: "read".into() })?
-            .map_err(|source| Error::Io { peer: self.peer.clone(), source })?;
+            .map_err(|_| Error::Timeout {
+                peer: self.peer.clone(),
+                during: "read".into(),
+            })?
+            .map_err(|source| Error::Io {
+                peer: self.peer.clone(),
+                source,
+            })?;
         if !complete {
-            return Err(Error::Closed { peer: self.peer.clone() });
+            return Err(Error::Closed {
+                peer: self.peer.clone(),
+            });
         }
         while matches!(line.last(), Some(b'\n' | b'\r')) {
             line.pop();
@@ -78,8 +97,14 @@ impl Conn {
         let write = self.writer.write_all(bytes);
         tokio::time::timeout(self.timeout, write)
             .await
-            .map_err(|_| Error::Timeout { peer: self.peer.clone(), during: "write".into() })?
-            .map_err(|source| Error::Io { peer: self.peer.clone(), source })
+            .map_err(|_| Error::Timeout {
+                peer: self.peer.clone(),
+                during: "write".into(),
+            })?
+            .map_err(|source| Error::Io {
+                peer: self.peer.clone(),
+                source,
+            })
     }
 
     /// Writes a command line and its CRLF.
