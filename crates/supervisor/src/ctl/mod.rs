@@ -5,6 +5,7 @@
 //! subcommand gets a [`Ctl`]: the configuration and the `--json` choice.
 
 mod link;
+mod queue;
 mod supervisor;
 
 use std::ffi::OsString;
@@ -58,6 +59,11 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<link::LinkCommand>,
     },
+    /// The outbound mail queue: list (the default), flush, delete ID, bounce ID.
+    Queue {
+        #[command(subcommand)]
+        command: Option<queue::QueueCommand>,
+    },
 }
 
 /// What every subcommand gets.
@@ -86,6 +92,7 @@ impl Command {
             Command::Reload => supervisor::reload(ctl),
             Command::Logs { name, lines } => supervisor::logs(ctl, name.as_deref(), lines),
             Command::Link { command } => link::run(ctl, command),
+            Command::Queue { command } => queue::run(ctl, command),
         }
     }
 }
