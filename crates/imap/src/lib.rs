@@ -14,3 +14,14 @@ mod session;
 mod wire;
 
 pub use session::{Action, Limits, Output, Session};
+
+/// The failed-login limiter of `[mail.access]`, to share between the IMAP and POP3 listeners.
+pub fn login_limiter(
+    access: &postroom_config::mail::Access,
+) -> postroom_maildir::access::LoginLimiter {
+    postroom_maildir::access::LoginLimiter::new(
+        access.free_login_failures,
+        access.login_delay.duration(),
+        access.max_login_delay.duration(),
+    )
+}

@@ -39,6 +39,16 @@ pub struct Limits {
     pub max_line: usize,
 }
 
+impl Limits {
+    /// The limits of `[mail.access]`.
+    pub fn from_config(access: &postroom_config::mail::Access) -> Limits {
+        Limits {
+            max_literal: access.max_literal,
+            max_line: access.max_command_line,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
