@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::Error;
 use crate::pop3::Pop3;
 use crate::recipients::{Source, recipients, return_path};
@@ -54,10 +56,13 @@ pub struct FetchReport {
 
 /// Fetches once.
 pub async fn fetch(cfg: &FetchConfig) -> Result<FetchReport, Error> {
-    let seen = Seen::open(&cfg.seen_db)?;
     let account = format!("{}@{}", cfg.user, cfg.pop3);
     let span = tracing::info_span!("fetch", account = %account);
-    let _enter = span.enter();
+    fetch_account(cfg, &account).instrument(span).await
+}
+
+async fn fetch_account(cfg: &FetchConfig, account: &str) -> Result<FetchReport, Error> {
+    let seen = Seen::open(&cfg.seen_db)?;
 
     let mut pop = Pop3::login(
         Conn::connect(&cfg.pop3, cfg.timeout).await?,
@@ -70,7 +75,7 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<FetchReport, Error> {
     let mut mx: Option<Session> = None;
 
     for (n, uid) in list {
-        if seen.contains(&account, &uid)? {
+        if seen.contains(account, &uid)? {
             report.already_seen += 1;
             if cfg.delete {
                 pop.dele(n).await?;
@@ -86,7 +91,7 @@ pub async fn fetch(cfg: &FetchConfig) -> Result<FetchReport, Error> {
         let Some(session) = mx.as_mut() else { continue };
         match deliver(session, cfg, &message).await? {
             Ok(to) => {
-                seen.insert(&account, &uid)?;
+                seen.insert(account, &uid)?;
                 tracing::info!(uid = %uid, recipients = ?to, "fetched message delivered");
                 report.delivered.push((uid, to));
                 if cfg.delete {
