@@ -5,7 +5,8 @@
 //! | `GET /health` | [`Health`]; 503 while the main loop is stuck |
 //! | `GET /status` | [`Status`] with a [`SupervisorDetail`] |
 //! | `POST /components/{name}/restart` | [`RestartReply`]; 404 for an unknown component |
-//! | `POST /reload` | [`ReloadReply`]: SIGHUP sent to every running component |
+//! | `POST /reload` | [`ReloadReply`]: the configuration read again and applied, SIGHUP to |
+//! | | the running components; 400 with the mistakes if it has any |
 //! | `GET /logs?component=NAME&lines=N` | [`LogsReply`] |
 //! | `POST /debug/stall` | only with `supervisor.debug_hooks`: blocks the main loop |
 //!
@@ -42,8 +43,10 @@ pub enum Request {
         name: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// Send SIGHUP to every running component.
-    Reload { reply: oneshot::Sender<Vec<String>> },
+    /// Read the configuration again, apply it, and send SIGHUP to the running components.
+    Reload {
+        reply: oneshot::Sender<Result<ReloadReply, String>>,
+    },
     /// Block the main loop (test hook).
     Stall { for_: Duration },
 }
@@ -129,9 +132,10 @@ async fn restart(
 async fn reload(State(shared): State<Arc<Shared>>) -> Result<Json<ReloadReply>, ApiError> {
     let (reply, answer) = oneshot::channel();
     ask(&shared, Request::Reload { reply }).await?;
-    Ok(Json(ReloadReply {
-        signalled: wait(answer).await?,
-    }))
+    match wait(answer).await? {
+        Ok(reloaded) => Ok(Json(reloaded)),
+        Err(mistakes) => Err(ApiError::bad_request(mistakes)),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,10 @@ use crate::watchdog::Petting;
 pub struct Settings {
     /// The configuration file, passed on to every component.
     pub config_path: PathBuf,
+    /// This binary, which runs the built-in components.
+    pub program: OsString,
+    /// The subcommands of this binary.
+    pub built_in: Vec<String>,
     /// Where the control sockets are.
     pub run_dir: PathBuf,
     /// The components to run, in name order.
@@ -88,6 +92,8 @@ impl Settings {
 
         Settings {
             config_path: config_path.to_owned(),
+            program,
+            built_in: built_in.iter().map(|name| name.to_string()).collect(),
             run_dir: config.system.run_dir.clone(),
             components,
             health_interval: section.health_interval.0,
@@ -112,6 +118,18 @@ impl Settings {
             critical_failing_limit: section.watchdog.critical_failing_limit.0,
             debug_hooks: section.debug_hooks,
         }
+    }
+
+    /// Reads the configuration file again, for a reload.
+    pub fn reload(&self) -> Result<Settings, postroom_config::Error> {
+        let config = Config::load(&self.config_path)?;
+        let built_in: Vec<&str> = self.built_in.iter().map(String::as_str).collect();
+        Ok(Settings::new(
+            &config,
+            &self.config_path,
+            self.program.clone(),
+            &built_in,
+        ))
     }
 
     /// The control socket of `component`.

@@ -83,10 +83,19 @@ pub struct LogsReply {
 }
 
 /// The reply of `POST /reload`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ReloadReply {
-    /// The components that were sent SIGHUP.
+    /// The running components that were sent SIGHUP to re-read the configuration.
     pub signalled: Vec<String>,
+    /// Components newly in the configuration, started.
+    #[serde(default)]
+    pub started: Vec<String>,
+    /// Components removed or disabled in the configuration, stopped.
+    #[serde(default)]
+    pub stopped: Vec<String>,
+    /// Components whose command changed, restarted.
+    #[serde(default)]
+    pub restarted: Vec<String>,
 }
 
 /// The reply of `POST /components/{name}/restart`.

@@ -22,7 +22,7 @@ use crate::policy::CrashCount;
 use crate::reap::{self, Ending};
 use crate::settings::{Settings, Spec};
 use crate::spawn;
-use crate::status::{ComponentStatus, LastExit, State};
+use crate::status::{ComponentStatus, LastExit, ReloadReply, State};
 use crate::watchdog::{Gate, Watchdog};
 
 /// How often the loop turns when nothing happens: it checks deadlines and beats the heart.
@@ -78,6 +78,54 @@ struct Component {
     last_exit: Option<LastExit>,
     /// Start again at once when the current process ends (manual restart).
     restart_now: bool,
+    /// No longer configured: stopped, and dropped from the table once ended.
+    retired: bool,
+}
+
+impl Component {
+    fn new(spec: Spec, start_at: Instant) -> Component {
+        Component {
+            spec,
+            child: None,
+            next_start: Some(start_at),
+            starts: 0,
+            crashes: CrashCount::default(),
+            failing_since: None,
+            last_exit: None,
+            restart_now: false,
+            retired: false,
+        }
+    }
+
+    /// Starts it again at once, forgetting its crashes: SIGTERM (SIGKILL after
+    /// `stop_timeout`) if it runs, then a start as soon as it has ended.
+    fn restart(&mut self, stop_timeout: Duration, reason: &str) {
+        self.crashes = CrashCount::default();
+        self.failing_since = None;
+        match self.child.as_mut() {
+            Some(child) => {
+                self.restart_now = true;
+                if child.stopping.is_none() {
+                    signal_group(child.pid, Signal::TERM);
+                    let kill_at = Instant::now() + stop_timeout;
+                    child.stopping = Some((reason.to_owned(), Some(kill_at)));
+                }
+            }
+            None => self.next_start = Some(Instant::now()),
+        }
+    }
+
+    /// Stops it for good: it is no longer in the configuration.
+    fn retire(&mut self, stop_timeout: Duration) {
+        self.retired = true;
+        self.restart_now = false;
+        self.next_start = None;
+        if let Some(child) = self.child.as_mut().filter(|c| c.stopping.is_none()) {
+            signal_group(child.pid, Signal::TERM);
+            let kill_at = Instant::now() + stop_timeout;
+            child.stopping = Some(("removed from the configuration".into(), Some(kill_at)));
+        }
+    }
 }
 
 /// A message to the loop from the tasks it started.
@@ -107,16 +155,7 @@ impl Supervisor {
         let components = settings
             .components
             .iter()
-            .map(|spec| Component {
-                spec: spec.clone(),
-                child: None,
-                next_start: Some(now),
-                starts: 0,
-                crashes: CrashCount::default(),
-                failing_since: None,
-                last_exit: None,
-                restart_now: false,
-            })
+            .map(|spec| Component::new(spec.clone(), now))
             .collect();
         Supervisor {
             logs: LogBook::new(settings.log_lines),
@@ -171,7 +210,7 @@ impl Supervisor {
             tokio::select! {
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
-                _ = hup.recv() => { self.reload(); }
+                _ = hup.recv() => { let _ = self.reload(); }
                 _ = chld.recv() => { self.reap(); }
                 Some(event) = self.events.1.recv() => self.on_event(event),
                 Some(request) = requests.recv() => self.on_request(request),
@@ -194,6 +233,8 @@ impl Supervisor {
     /// Starts what is due, probes `/health`, enforces deadlines, tells the watchdog.
     fn housekeeping(&mut self) {
         self.reap();
+        self.components
+            .retain(|c| !(c.retired && c.child.is_none()));
         let now = Instant::now();
         for index in 0..self.components.len() {
             let due = self.components[index].child.is_none()
@@ -385,36 +426,89 @@ impl Supervisor {
             return Err(format!("no component named {name:?}"));
         };
         tracing::info!(component = %name, "restart requested");
-        component.crashes = CrashCount::default();
-        component.failing_since = None;
-        match component.child.as_mut() {
-            Some(child) => {
-                component.restart_now = true;
-                if child.stopping.is_none() {
-                    signal_group(child.pid, Signal::TERM);
-                    let kill_at = Instant::now() + stop_timeout;
-                    child.stopping = Some(("restart requested".into(), Some(kill_at)));
-                }
-            }
-            None => component.next_start = Some(Instant::now()),
-        }
+        component.restart(stop_timeout, "restart requested");
         Ok(())
     }
 
-    /// Sends SIGHUP to every running component, which re-reads the configuration.
-    fn reload(&mut self) -> Vec<String> {
-        let mut signalled = Vec::new();
-        for component in &self.components {
-            if let Some(child) = component.child.as_ref().filter(|c| c.stopping.is_none()) {
-                match rustix::process::kill_process(child.pid, Signal::HUP) {
-                    Ok(()) => signalled.push(component.spec.name.clone()),
-                    Err(e) => tracing::warn!(component = %component.spec.name, error = %e,
-                        "cannot send SIGHUP"),
+    /// Reads the configuration again and applies it: components added to it are started,
+    /// components removed or disabled are stopped, components whose command changed are
+    /// restarted, and every other running component gets SIGHUP to re-read its own part.
+    /// A configuration with mistakes changes nothing.
+    fn reload(&mut self) -> Result<ReloadReply, String> {
+        let mut settings = match self.settings.reload() {
+            Ok(settings) => settings,
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: the configuration has mistakes");
+                return Err(e.to_string());
+            }
+        };
+        if settings.run_dir != self.settings.run_dir {
+            tracing::warn!("system.run_dir changed; it takes effect when the supervisor restarts");
+            settings.run_dir = self.settings.run_dir.clone();
+        }
+        if settings.petting.device != self.settings.petting.device {
+            tracing::warn!(
+                "the watchdog device changed; it takes effect when the supervisor restarts"
+            );
+        }
+
+        let mut reply = ReloadReply::default();
+        let stop_timeout = settings.stop_timeout;
+        for component in &mut self.components {
+            let wanted = settings
+                .components
+                .iter()
+                .any(|s| s.name == component.spec.name);
+            if !wanted && !component.retired {
+                tracing::info!(component = %component.spec.name, "no longer configured; stopping");
+                component.retire(stop_timeout);
+                reply.stopped.push(component.spec.name.clone());
+            }
+        }
+        let now = Instant::now();
+        for spec in &settings.components {
+            match self
+                .components
+                .iter_mut()
+                .find(|c| c.spec.name == spec.name)
+            {
+                Some(component) => {
+                    let changed =
+                        component.spec.program != spec.program || component.spec.args != spec.args;
+                    component.spec = spec.clone();
+                    if component.retired {
+                        component.retired = false;
+                        component.restart(stop_timeout, "configured again");
+                        reply.started.push(spec.name.clone());
+                    } else if changed {
+                        tracing::info!(component = %spec.name, "command changed; restarting");
+                        component.restart(stop_timeout, "command changed");
+                        reply.restarted.push(spec.name.clone());
+                    }
+                }
+                None => {
+                    tracing::info!(component = %spec.name, "newly configured; starting");
+                    self.components.push(Component::new(spec.clone(), now));
+                    reply.started.push(spec.name.clone());
                 }
             }
         }
-        tracing::info!(?signalled, "reload: SIGHUP sent");
-        signalled
+        self.components
+            .sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        self.settings = settings;
+
+        for component in &self.components {
+            let Some(child) = component.child.as_ref().filter(|c| c.stopping.is_none()) else {
+                continue;
+            };
+            match rustix::process::kill_process(child.pid, Signal::HUP) {
+                Ok(()) => reply.signalled.push(component.spec.name.clone()),
+                Err(e) => tracing::warn!(component = %component.spec.name, error = %e,
+                    "cannot send SIGHUP"),
+            }
+        }
+        tracing::info!(?reply, "configuration reloaded");
+        Ok(reply)
     }
 
     fn reap(&mut self) -> bool {
@@ -456,7 +550,7 @@ impl Supervisor {
             at_ms: logs::now_ms(),
         });
 
-        if self.shutting_down {
+        if self.shutting_down || component.retired {
             tracing::info!(component = %name, %ending, "stopped");
             return;
         }

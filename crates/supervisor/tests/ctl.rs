@@ -70,3 +70,56 @@ fn ctl_restart_reload_and_logs_act_on_the_running_components() {
         "ctl status:\n{text}"
     );
 }
+
+#[test]
+fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    let pids = appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    // link removed, fax added (as another program), mail unchanged.
+    appliance.rewrite_config(
+        "[supervisor.components.mail]\n\
+         [supervisor.components.fax]\ncommand = [\"@HARNESS@\", \"fax\"]\n",
+    );
+    let reload = appliance.ctl(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    let text = String::from_utf8_lossy(&reload.stdout);
+    assert!(text.contains("started: fax"), "{text}");
+    assert!(text.contains("stopped: link"), "{text}");
+    assert!(text.contains("asked to reload: mail"), "{text}");
+
+    let status = appliance.wait_for("fax up, link gone", Duration::from_secs(30), |s| {
+        component_in(s, "fax").is_some_and(|c| c["state"] == "up")
+            && component_in(s, "link").is_none()
+    });
+    let mail = component_in(&status, "mail").unwrap();
+    assert_eq!(
+        mail["pid"].as_i64(),
+        Some(pids[0]),
+        "mail was only asked to reload"
+    );
+    assert_eq!(mail["restarts"], 0);
+    common::eventually("link ended", Duration::from_secs(15), || {
+        process_ended(pids[1])
+    });
+    common::eventually("mail reloaded", Duration::from_secs(15), || {
+        let logs = appliance.ctl(&["logs", "mail"]);
+        String::from_utf8_lossy(&logs.stdout).contains("reloaded its configuration")
+    });
+
+    // A configuration with a mistake is refused, with the key, and changes nothing.
+    appliance.rewrite_config("[supervisor]\nrespawn_retrys = 3\n[supervisor.components.mail]\n");
+    let refused = appliance.ctl(&["reload"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("respawn_retrys"), "{message}");
+    let fax_pid = component_in(&status, "fax").unwrap()["pid"].as_i64();
+    std::thread::sleep(Duration::from_millis(500));
+    let after = appliance.status().unwrap();
+    assert_eq!(
+        component_in(&after, "fax").unwrap()["pid"].as_i64(),
+        fax_pid
+    );
+    assert_eq!(component_in(&after, "fax").unwrap()["state"], "up");
+}

@@ -12,7 +12,6 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use postroom_config::Config;
 use postroom_control::BlockingClient;
@@ -69,7 +68,8 @@ pub enum Command {
 /// What every subcommand gets.
 #[derive(Debug)]
 pub struct Ctl {
-    /// The loaded configuration.
+    /// The loaded configuration; if the file has mistakes, the defaults with its
+    /// `system.run_dir` (see `load`).
     pub config: Config,
     /// Print JSON rather than text.
     pub json: bool,
@@ -107,6 +107,29 @@ pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     args.command.run(&ctl)
 }
 
+/// Loads the configuration. One with mistakes still says where the sockets are, and ctl is
+/// most needed just then (to see what a bad reload did), so it is used leniently: the
+/// defaults, with its `system.run_dir`, and a warning.
 fn load(path: &Path) -> anyhow::Result<Config> {
-    Config::load(path).with_context(|| "cannot read the configuration".to_string())
+    match Config::load(path) {
+        Ok(config) => Ok(config),
+        Err(e @ postroom_config::Error::Invalid { .. }) => {
+            eprintln!("warning: using only system.run_dir of a file with mistakes:\n{e}");
+            let mut config = Config::default();
+            if let Some(run_dir) = lenient_run_dir(path) {
+                config.system.run_dir = run_dir;
+            }
+            Ok(config)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `system.run_dir` from a file that may have mistakes elsewhere.
+fn lenient_run_dir(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let table: toml::Table = toml::from_str(&text).ok()?;
+    Some(PathBuf::from(
+        table.get("system")?.get("run_dir")?.as_str()?,
+    ))
 }

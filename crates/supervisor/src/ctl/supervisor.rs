@@ -40,10 +40,21 @@ pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
     let reply: ReloadReply = ctl.client("supervisor")?.post_json("/reload", &())?;
     if ctl.json {
         println!("{}", serde_json::to_string(&reply)?);
-    } else if reply.signalled.is_empty() {
-        println!("no component is running");
     } else {
-        println!("asked to reload: {}", reply.signalled.join(", "));
+        for (what, names) in [
+            ("started", &reply.started),
+            ("stopped", &reply.stopped),
+            ("restarted", &reply.restarted),
+        ] {
+            if !names.is_empty() {
+                println!("{what}: {}", names.join(", "));
+            }
+        }
+        if reply.signalled.is_empty() {
+            println!("no running component to ask to reload");
+        } else {
+            println!("asked to reload: {}", reply.signalled.join(", "));
+        }
     }
     Ok(())
 }

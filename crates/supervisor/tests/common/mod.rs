@@ -34,12 +34,7 @@ impl Appliance {
     pub fn start_with_env(rest: &str, env: &[(&str, &str)]) -> Appliance {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("postroom.toml");
-        let text = format!(
-            "[system]\nrun_dir = \"{}\"\n\n{}",
-            dir.path().join("run").display(),
-            rest.replace("@DIR@", &dir.path().display().to_string())
-                .replace("@HARNESS@", HARNESS)
-        );
+        let text = config_text(dir.path(), rest);
         std::fs::write(&config, text).expect("write the configuration");
         let log = dir.path().join("supervisor.log");
         let out = File::create(&log).expect("log file");
@@ -65,6 +60,13 @@ impl Appliance {
             log,
             supervisor: Some(supervisor),
         }
+    }
+
+    /// Replaces the configuration file: `[system]` as at the start, then `rest`.
+    pub fn rewrite_config(&self, rest: &str) {
+        let temporary = self.path("postroom.toml.new");
+        std::fs::write(&temporary, config_text(self.dir.path(), rest)).expect("write");
+        std::fs::rename(&temporary, &self.config).expect("replace the configuration");
     }
 
     /// A path inside the temporary directory.
@@ -202,6 +204,16 @@ impl Drop for Appliance {
             }
         }
     }
+}
+
+/// `[system]` for a test in `dir`, then `rest` with `@DIR@` and `@HARNESS@` filled in.
+fn config_text(dir: &Path, rest: &str) -> String {
+    format!(
+        "[system]\nrun_dir = \"{}\"\n\n{}",
+        dir.join("run").display(),
+        rest.replace("@DIR@", &dir.display().to_string())
+            .replace("@HARNESS@", HARNESS)
+    )
 }
 
 /// One component in a `ctl status --json` answer.
