@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use postroom_config::mail::{Mail, RelayMode, RelayTls};
 use postroom_maildir::Store;
+use postroom_queue::MessageBody;
 use postroom_queue::transport::{
     DeliveryFuture, FaxSpoolTransport, SmtpTransport, local_unique_name,
 };
@@ -43,7 +45,13 @@ impl Intake for QueueIntake {
             let envelope = queue_envelope(&message);
             let id = self
                 .queue
-                .enqueue(envelope, message.content)
+                .enqueue(
+                    envelope,
+                    MessageBody(vec![
+                        Bytes::from(message.received.into_bytes()),
+                        Bytes::from(message.content),
+                    ]),
+                )
                 .await
                 .map_err(|e| Error::Queue(e.to_string()))?;
             Ok(id.to_string())
@@ -301,6 +309,7 @@ mod tests {
                 destination: Destination::Local { user: "bob".into() },
                 recipient: "bob@office.example".into(),
             }],
+            received: String::new(),
             content: Vec::new(),
         };
         let envelope = queue_envelope(&message);

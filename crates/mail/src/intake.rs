@@ -22,13 +22,16 @@ use crate::router::Routed;
 /// A message accepted by SMTP, ready to be stored.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    /// The message id (also in the Received header and the 250 reply).
+    /// Our id of the message, in its Received header and the log.
     pub id: String,
     /// The envelope as received (sender, DSN parameters, authentication).
     pub envelope: Envelope,
     /// One entry per distinct destination.
     pub recipients: Vec<Routed>,
-    /// The message with our Received header on top, CRLF line endings.
+    /// Our Received header, with its CRLF; the stored message is this, then `content`.
+    pub received: String,
+    /// The message as received (CRLF line endings, dot-stuffing undone). Kept apart from the
+    /// header so that no copy of the whole message is made to join them.
     pub content: Vec<u8>,
 }
 

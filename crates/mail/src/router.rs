@@ -2,7 +2,8 @@
 //!
 //! The order (shared/ARCHITECTURE.md): local user or alias -> forwarding -> remote user (relayed
 //! to the ISP mailbox) -> fax domain -> relay (authenticated submission or trusted network
-//! only) -> reject. Unknown local recipients are refused at RCPT with 550 5.1.1, so no bounce
+//! only) -> reject. The fax domain, like relaying, is only for authenticated clients and trusted
+//! networks: a fax is a paid call. Unknown local recipients are refused at RCPT with 550 5.1.1, so no bounce
 //! is ever made for them later.
 
 use std::collections::HashSet;
@@ -100,6 +101,13 @@ impl Router {
             && domain.eq_ignore_ascii_case(&self.config.fax_domain)
         {
             return match fax_number(local) {
+                // A fax costs a call: only for people who may relay (authenticated, trusted
+                // LAN), never for anyone on the internet (toll fraud).
+                Some(_) if !may_relay => Err(Reply::new(
+                    554,
+                    S(5, 7, 1),
+                    "Faxing needs authentication or a trusted network",
+                )),
                 Some(number) => {
                     out.push(Destination::Fax { number });
                     Ok(())
@@ -362,7 +370,7 @@ mod tests {
     #[test]
     fn fax_domain_gives_fax_destination() {
         let got = router()
-            .resolve("+49-30-1234@fax.office.example", false)
+            .resolve("+49-30-1234@fax.office.example", true)
             .unwrap();
         assert_eq!(
             got,
@@ -372,11 +380,19 @@ mod tests {
         );
         assert_eq!(
             router()
-                .resolve("bob@fax.office.example", false)
+                .resolve("bob@fax.office.example", true)
                 .unwrap_err()
                 .code,
             550
         );
+    }
+
+    #[test]
+    fn fax_from_unauthenticated_outsider_is_refused() {
+        let err = router()
+            .resolve("5551234@fax.office.example", false)
+            .unwrap_err();
+        assert_eq!((err.code, err.status), (554, S(5, 7, 1)));
     }
 
     #[test]

@@ -361,18 +361,15 @@ impl Connection {
             &id,
             SystemTime::now(),
         );
-        let mut content = Vec::with_capacity(received.len() + message.content.len());
-        content.extend_from_slice(received.as_bytes());
-        content.extend_from_slice(&message.content);
-
-        let size = content.len();
+        let size = received.len() + message.content.len();
         let from = message.envelope.reverse_path.as_str().to_owned();
         let count = recipients.len();
         let accepted = Accepted {
             id: id.clone(),
             envelope: message.envelope,
             recipients,
-            content,
+            received,
+            content: message.content,
         };
         match self.shared.intake.accept(accepted).await {
             Ok(queue_id) => {

@@ -414,3 +414,60 @@ fn control_socket_answers_health_and_status() {
     let smtp = &status.detail.listeners[0];
     assert_eq!(smtp.1, server.addresses.smtp.to_string());
 }
+
+#[test]
+fn idle_client_gets_421_after_the_command_timeout() {
+    let server = Server::start(|c| {
+        c.mail.limits.command_timeout = postroom_config::mail::Span(1);
+    });
+    let stream = TcpStream::connect(server.addresses.smtp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut reader = BufReader::new(stream);
+    assert!(read_reply(&mut reader).starts_with("220"));
+    // Say nothing: the server ends the session with 421 (RFC 5321 section 4.5.3.2).
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("421 4.4.2"), "{rest}");
+}
+
+#[test]
+fn authenticated_fax_lands_in_the_fax_spool_through_the_queue() {
+    if !require("swaks") {
+        return;
+    }
+    let server = Server::start(|_| {});
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port(server.addresses.submissions),
+            "--tls-on-connect",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "bob",
+            "--auth-password",
+            PASSWORD,
+            "--from",
+            "bob@office.example",
+            "--to",
+            "555-1234@fax.office.example",
+            "--body",
+            "fax me",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let fax_dir = server.data().join("spool/fax");
+    let found = postroom_testpeers::wait_for(WAIT, || !common::files_in(&fax_dir).is_empty());
+    assert!(found, "nothing in the fax spool");
+    let files = common::files_in(&fax_dir);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("5551234")),
+        "{files:?}"
+    );
+}
