@@ -8,6 +8,7 @@ use postroom_maildir::Store;
 use postroom_maildir::access::{Authenticator, LoginLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -41,9 +42,15 @@ pub async fn serve(
     listener: TcpListener,
     implicit_tls: bool,
     ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let mut stopping = stop.clone();
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut stopping) => return Ok(()),
+        };
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: wait rather than spin.
@@ -53,10 +60,11 @@ pub async fn serve(
             }
         };
         let ctx = ctx.clone();
+        let stop = stop.clone();
         let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
         tokio::spawn(
             async move {
-                if let Err(e) = connection(tcp, peer, implicit_tls, ctx).await {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop).await {
                     tracing::debug!(error = %e, "imap connection ended with an error");
                 }
             }
@@ -70,6 +78,7 @@ async fn connection(
     peer: SocketAddr,
     implicit: bool,
     ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
     let session = Session::new(
@@ -83,13 +92,13 @@ async fn connection(
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
         let tls = acceptor.accept(tcp).await?;
-        drive(tls, session, true).await?;
+        drive(tls, session, true, stop).await?;
         return Ok(());
     }
-    if let Some((tcp, mut session)) = drive(tcp, session, true).await? {
+    if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
         let tls = acceptor.accept(tcp).await?;
         session.tls_started();
-        drive(tls, session, false).await?;
+        drive(tls, session, false, stop).await?;
     }
     Ok(())
 }
@@ -106,6 +115,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut session: Session,
     greet: bool,
+    mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<Option<(S, Session)>> {
     if greet {
         stream.write_all(&session.greeting()).await?;
@@ -129,6 +139,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     read = stream.read(&mut buf) => break read?,
                     _ = changed => {}
                     _ = tick.tick() => {}
+                    _ = stopped(&mut stop) => return shut_down(stream).await,
                 }
                 let updates = blocking(|| session.poll_idle());
                 if !updates.is_empty() {
@@ -137,7 +148,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
             }
         } else {
-            match tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)).await {
+            let read = tokio::select! {
+                read = tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)) => read,
+                _ = stopped(&mut stop) => return shut_down(stream).await,
+            };
+            match read {
                 Ok(read) => read?,
                 Err(_) => {
                     stream.write_all(b"* BYE autologout\r\n").await?;
@@ -162,6 +177,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Says goodbye when `postroom mail` stops (RFC 3501 section 7.1.5: BYE before closing).
+async fn shut_down<S: AsyncWrite + Unpin>(mut stream: S) -> std::io::Result<Option<(S, Session)>> {
+    stream.write_all(b"* BYE server shutting down\r\n").await?;
+    let _ = stream.shutdown().await;
+    Ok(None)
+}
+
 /// Runs file-system and password-hash work without stalling other connections on a
 /// multi-threaded runtime.
 pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -171,4 +193,10 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
+}
+
+/// Resolves once `postroom mail` is stopping. (The watch guard is dropped here, so the future
+/// stays Send.)
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -25,6 +25,7 @@ struct Servers {
     pop3: SocketAddr,
     cert: PathBuf,
     runtime: Option<tokio::runtime::Runtime>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Servers {
@@ -84,6 +85,7 @@ impl Servers {
             limiter,
             tls,
         });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
         let (imaps, imap, pop3s, pop3) = rt.block_on(async {
             let bind = || async { tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap() };
             let (a, b, c, d) = (bind().await, bind().await, bind().await, bind().await);
@@ -93,10 +95,25 @@ impl Servers {
                 c.local_addr().unwrap(),
                 d.local_addr().unwrap(),
             );
-            tokio::spawn(postroom_imap::server::serve(a, true, imap_ctx.clone()));
-            tokio::spawn(postroom_imap::server::serve(b, false, imap_ctx));
-            tokio::spawn(postroom_pop3::server::serve(c, true, pop3_ctx.clone()));
-            tokio::spawn(postroom_pop3::server::serve(d, false, pop3_ctx));
+            tokio::spawn(postroom_imap::server::serve(
+                a,
+                true,
+                imap_ctx.clone(),
+                stopped.clone(),
+            ));
+            tokio::spawn(postroom_imap::server::serve(
+                b,
+                false,
+                imap_ctx,
+                stopped.clone(),
+            ));
+            tokio::spawn(postroom_pop3::server::serve(
+                c,
+                true,
+                pop3_ctx.clone(),
+                stopped.clone(),
+            ));
+            tokio::spawn(postroom_pop3::server::serve(d, false, pop3_ctx, stopped));
             addrs
         });
         let cert = dir.path().join("cert.pem");
@@ -109,6 +126,7 @@ impl Servers {
             pop3,
             cert,
             runtime: Some(rt),
+            stop,
         }
     }
 
@@ -501,4 +519,33 @@ fn strip_uid(name: &str) -> String {
         }
         None => name.to_owned(),
     }
+}
+
+#[test]
+fn stopping_says_bye_to_open_sessions_and_ends_the_listeners() {
+    use std::io::Read;
+    let s = Servers::start();
+    let mut imap = std::net::TcpStream::connect(s.imap).unwrap();
+    let mut pop3 = std::net::TcpStream::connect(s.pop3).unwrap();
+    imap.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    pop3.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = imap.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"* OK"));
+    let n = pop3.read(&mut buf).unwrap();
+    assert!(buf[..n].starts_with(b"+OK"));
+    s.stop.send(true).unwrap();
+    let mut rest = String::new();
+    imap.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "* BYE server shutting down\r\n");
+    rest.clear();
+    pop3.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("-ERR [SYS/TEMP]"), "{rest}");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(s.imaps).is_err(),
+        "the listener is closed"
+    );
 }

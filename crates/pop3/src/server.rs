@@ -8,6 +8,7 @@ use postroom_maildir::Store;
 use postroom_maildir::access::{Authenticator, LoginLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -34,9 +35,15 @@ pub async fn serve(
     listener: TcpListener,
     implicit_tls: bool,
     ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let mut stopping = stop.clone();
     loop {
-        let (tcp, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped(&mut stopping) => return Ok(()),
+        };
+        let (tcp, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!(error = %e, "pop3 accept failed");
@@ -45,10 +52,11 @@ pub async fn serve(
             }
         };
         let ctx = ctx.clone();
+        let stop = stop.clone();
         let span = tracing::info_span!("pop3", %peer, tls = implicit_tls);
         tokio::spawn(
             async move {
-                if let Err(e) = connection(tcp, peer, implicit_tls, ctx).await {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop).await {
                     tracing::debug!(error = %e, "pop3 connection ended with an error");
                 }
             }
@@ -62,6 +70,7 @@ async fn connection(
     peer: SocketAddr,
     implicit: bool,
     ctx: Arc<Context>,
+    stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
     let ip = match peer.ip() {
@@ -78,13 +87,13 @@ async fn connection(
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
         let tls = acceptor.accept(tcp).await?;
-        drive(tls, session, true).await?;
+        drive(tls, session, true, stop).await?;
         return Ok(());
     }
-    if let Some((tcp, mut session)) = drive(tcp, session, true).await? {
+    if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
         let tls = acceptor.accept(tcp).await?;
         session.tls_started();
-        drive(tls, session, false).await?;
+        drive(tls, session, false, stop).await?;
     }
     Ok(())
 }
@@ -93,6 +102,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut session: Session,
     greet: bool,
+    mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<Option<(S, Session)>> {
     if greet {
         stream.write_all(&session.greeting()).await?;
@@ -100,7 +110,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
     let mut buf = vec![0u8; 8 * 1024];
     loop {
-        let n = match tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)).await {
+        let read = tokio::select! {
+            read = tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)) => read,
+            _ = stopped(&mut stop) => {
+                // Not the UPDATE state: messages marked with DELE stay (RFC 1939 section 6).
+                stream.write_all(b"-ERR [SYS/TEMP] server shutting down\r\n").await?;
+                let _ = stream.shutdown().await;
+                return Ok(None);
+            }
+        };
+        let n = match read {
             Ok(read) => read?,
             // Autologout does not enter the UPDATE state: nothing is deleted.
             Err(_) => return Ok(None),
@@ -129,4 +148,10 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
+}
+
+/// Resolves once `postroom mail` is stopping. (The watch guard is dropped here, so the future
+/// stays Send.)
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
