@@ -174,7 +174,7 @@ impl Supervisor {
         let mut hup = signal(SignalKind::hangup()).map_err(Error::Signals)?;
         let mut chld = signal(SignalKind::child()).map_err(Error::Signals)?;
 
-        let notifier = Notifier::from_env();
+        let notifier = Notifier::from_env().map(Arc::new);
         let systemd = notifier
             .as_ref()
             .is_some_and(|n| n.watchdog_interval().is_some());
@@ -197,7 +197,11 @@ impl Supervisor {
         let server = postroom_control::serve(&socket, api::router(shared)).await?;
 
         let ready = notifier.as_ref().map(|n| n.send("READY=1")).is_some();
-        let watchdog = Watchdog::start(self.gate.clone(), self.settings.petting.clone(), notifier);
+        let watchdog = Watchdog::start(
+            self.gate.clone(),
+            self.settings.petting.clone(),
+            notifier.clone(),
+        );
         tracing::info!(
             components = self.components.len(),
             systemd = ready,
@@ -220,6 +224,9 @@ impl Supervisor {
             self.publish();
         }
 
+        if let Some(notifier) = &notifier {
+            notifier.send("STOPPING=1");
+        }
         self.shutdown(&mut chld).await;
         self.publish();
         if let Err(e) = server.shutdown().await {

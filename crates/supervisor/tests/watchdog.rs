@@ -107,7 +107,7 @@ fn the_watchdog_is_not_petted_while_the_supervisor_loop_is_stuck() {
 }
 
 #[test]
-fn under_systemd_the_supervisor_notifies_ready_and_pets_systemds_watchdog() {
+fn under_systemd_the_supervisor_notifies_ready_pets_systemds_watchdog_and_says_stopping() {
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
@@ -116,7 +116,7 @@ fn under_systemd_the_supervisor_notifies_ready_and_pets_systemds_watchdog() {
         .unwrap();
 
     let notify = socket_path.display().to_string();
-    let _appliance = Appliance::start_with_env(
+    let mut appliance = Appliance::start_with_env(
         "[supervisor.components.mail]\n",
         &[
             ("NOTIFY_SOCKET", notify.as_str()),
@@ -137,6 +137,13 @@ fn under_systemd_the_supervisor_notifies_ready_and_pets_systemds_watchdog() {
         Some("READY=1"),
         "seen: {seen:?}"
     );
+
+    appliance.signal(Signal::TERM);
+    while !seen.iter().any(|m| m == "STOPPING=1") {
+        let n = socket.recv(&mut buf).expect("STOPPING=1 within 30 s");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(appliance.wait_exit(Duration::from_secs(30)).success());
 }
 
 #[test]

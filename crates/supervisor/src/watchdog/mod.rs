@@ -147,11 +147,11 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts the petting thread. Opening the device happens in the thread, because opening a
     /// FIFO stand-in waits for its reader.
-    pub fn start(gate: Arc<Gate>, petting: Petting, notifier: Option<Notifier>) -> Watchdog {
+    pub fn start(gate: Arc<Gate>, petting: Petting, notifier: Option<Arc<Notifier>>) -> Watchdog {
         let thread_gate = gate.clone();
         let thread = std::thread::Builder::new()
             .name("watchdog".into())
-            .spawn(move || pet_loop(&thread_gate, &petting, notifier.as_ref()));
+            .spawn(move || pet_loop(&thread_gate, &petting, notifier.as_deref()));
         let thread = match thread {
             Ok(thread) => Some(thread),
             Err(e) => {
