@@ -40,3 +40,27 @@ pub fn set_timeout(fd: impl AsFd, secs: u32) -> rustix::io::Result<u32> {
     }
     Ok(u32::try_from(value).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcodes_match_linux_watchdog_h() {
+        // The values the kernel headers expand to on x86_64 and aarch64.
+        assert_eq!(WDIOC_KEEPALIVE as u64, 0x8004_5705);
+        assert_eq!(WDIOC_SETTIMEOUT as u64, 0xc004_5706);
+    }
+
+    #[test]
+    fn a_device_without_the_watchdog_api_refuses_the_ioctls() {
+        // /dev/null is a character device that knows no watchdog ioctl: the calls reach the
+        // kernel and come back with ENOTTY instead of doing anything.
+        let null = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap();
+        assert_eq!(keepalive(&null), Err(rustix::io::Errno::NOTTY));
+        assert_eq!(set_timeout(&null, 30), Err(rustix::io::Errno::NOTTY));
+    }
+}
