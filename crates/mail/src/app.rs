@@ -122,6 +122,14 @@ pub struct Addresses {
     pub submission: SocketAddr,
     /// Submissions (implicit TLS).
     pub submissions: SocketAddr,
+    /// IMAP (STARTTLS).
+    pub imap: SocketAddr,
+    /// IMAP over TLS.
+    pub imaps: SocketAddr,
+    /// POP3 (STLS).
+    pub pop3: SocketAddr,
+    /// POP3 over TLS.
+    pub pop3s: SocketAddr,
 }
 
 /// The running component.
@@ -150,6 +158,10 @@ impl App {
             smtp: local(&listeners.smtp)?,
             submission: local(&listeners.submission)?,
             submissions: local(&listeners.submissions)?,
+            imap: local(&listeners.imap)?,
+            imaps: local(&listeners.imaps)?,
+            pop3: local(&listeners.pop3)?,
+            pop3s: local(&listeners.pop3s)?,
         };
 
         // One mail.redb per process, shared by the queue and the IMAP UID index.
@@ -173,13 +185,30 @@ impl App {
             delivery::sender_route(router),
         )
         .map_err(|e| Error::Queue(e.to_string()))?;
+        let users = Arc::new(Users::new(&mail));
+        let limiter = Arc::new(postroom_imap::login_limiter(&mail.access));
+        let access = crate::services::MailboxAccess {
+            imap: Arc::new(postroom_imap::server::Context {
+                store: store.clone(),
+                auth: users.clone(),
+                limiter: Arc::clone(&limiter),
+                limits: postroom_imap::Limits::from_config(&mail.access),
+                tls: Arc::clone(&tls),
+            }),
+            pop3: Arc::new(postroom_pop3::server::Context {
+                store: store.clone(),
+                auth: users,
+                limiter,
+                tls: Arc::clone(&tls),
+            }),
+        };
         let shared = Arc::new(Shared::new(
             mail.clone(),
             Users::new(&mail),
             Arc::new(QueueIntake::new(queue.clone())),
             Some(TlsAcceptor::from(tls)),
         ));
-        let services = Services::start(listeners, Arc::clone(&shared), queue.clone())?;
+        let services = Services::start(listeners, Arc::clone(&shared), queue.clone(), access)?;
         let control = postroom_control::serve(
             &paths.socket,
             crate::control::router(shared, addresses, started)

@@ -22,6 +22,14 @@ pub struct Listeners {
     pub submission: StdListener,
     /// Submissions, port 465.
     pub submissions: StdListener,
+    /// IMAP with STARTTLS, port 143.
+    pub imap: StdListener,
+    /// IMAP over TLS, port 993.
+    pub imaps: StdListener,
+    /// POP3 with STLS, port 110.
+    pub pop3: StdListener,
+    /// POP3 over TLS, port 995.
+    pub pop3s: StdListener,
 }
 
 impl Listeners {
@@ -31,6 +39,10 @@ impl Listeners {
             smtp: bind("smtp", config.listen.smtp)?,
             submission: bind("submission", config.listen.submission)?,
             submissions: bind("submissions", config.listen.submissions)?,
+            imap: bind("imap", config.listen.imap)?,
+            imaps: bind("imaps", config.listen.imaps)?,
+            pop3: bind("pop3", config.listen.pop3)?,
+            pop3s: bind("pop3s", config.listen.pop3s)?,
         })
     }
 }
@@ -51,6 +63,14 @@ fn bind(service: &'static str, addr: std::net::SocketAddr) -> Result<StdListener
     Ok(listener)
 }
 
+/// What the mailbox access servers (crates/imap, crates/pop3) share.
+pub struct MailboxAccess {
+    /// IMAP's store, password check, limits and TLS.
+    pub imap: Arc<postroom_imap::server::Context>,
+    /// POP3's.
+    pub pop3: Arc<postroom_pop3::server::Context>,
+}
+
 /// The running servers.
 pub struct Services {
     tasks: JoinSet<(&'static str, std::io::Result<()>)>,
@@ -63,6 +83,7 @@ impl Services {
         listeners: Listeners,
         smtp: Arc<smtp_server::Shared>,
         queue: postroom_queue::Queue,
+        access: MailboxAccess,
     ) -> Result<Services, Error> {
         let (stop, stopped) = watch::channel(false);
         let mut services = Services {
@@ -103,6 +124,38 @@ impl Services {
                     smtp_server::serve(listener, kind, shared, stopped).await,
                 )
             });
+        }
+
+        // IMAP and POP3: implicit TLS on imaps/pop3s, STARTTLS/STLS on imap/pop3.
+        for (listener, name, implicit) in [
+            (listeners.imap, "imap", false),
+            (listeners.imaps, "imaps", true),
+            (listeners.pop3, "pop3", false),
+            (listeners.pop3s, "pop3s", true),
+        ] {
+            let addr = listener
+                .local_addr()
+                .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+            let listener =
+                tokio::net::TcpListener::from_std(listener).map_err(|source| Error::Bind {
+                    service: name,
+                    addr,
+                    source,
+                })?;
+            let stopped = stopped.clone();
+            if name.starts_with("imap") {
+                let ctx = Arc::clone(&access.imap);
+                services.tasks.spawn(async move {
+                    let result = postroom_imap::server::serve(listener, implicit, ctx, stopped);
+                    (name, result.await)
+                });
+            } else {
+                let ctx = Arc::clone(&access.pop3);
+                services.tasks.spawn(async move {
+                    let result = postroom_pop3::server::serve(listener, implicit, ctx, stopped);
+                    (name, result.await)
+                });
+            }
         }
         Ok(services)
     }

@@ -60,6 +60,22 @@ impl Users {
     }
 }
 
+/// IMAP and POP3 logins (crates/imap, crates/pop3) call this from a blocking section of their
+/// connection task, so argon2 runs synchronously here.
+impl postroom_maildir::access::Authenticator for Users {
+    fn authenticate(&self, user: &str, password: &str) -> Option<String> {
+        let lower = user.to_ascii_lowercase();
+        let name = lower
+            .split_once('@')
+            .map_or(lower.as_str(), |(local, _)| local)
+            .to_owned();
+        let hash = self.hashes.get(&name).cloned();
+        let known = hash.is_some();
+        let ok = verify_password(&hash.unwrap_or_else(|| DECOY_HASH.to_owned()), password);
+        (ok && known).then_some(name)
+    }
+}
+
 /// Checks a password against an argon2 PHC string.
 pub fn verify_password(hash: &str, password: &str) -> bool {
     match PasswordHash::new(hash) {

@@ -43,6 +43,10 @@ impl Server {
         mail.listen.smtp = loopback;
         mail.listen.submission = loopback;
         mail.listen.submissions = loopback;
+        mail.listen.imap = loopback;
+        mail.listen.imaps = loopback;
+        mail.listen.pop3 = loopback;
+        mail.listen.pop3s = loopback;
         for name in ["alice", "bob"] {
             mail.users.push(User {
                 name: name.into(),
