@@ -156,6 +156,7 @@ impl Check for Config {
     fn check(&self, _at: &str, report: &mut Report) {
         self.system.check("system", report);
         self.supervisor.check("supervisor", report);
+        self.link.check("link", report);
         check_listeners(&self.mail, report);
     }
 }

@@ -9,6 +9,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::{Check, Report, index, key};
+
 /// The `[link]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -175,7 +177,9 @@ pub struct Schedule {
 impl Default for Schedule {
     fn default() -> Schedule {
         Schedule {
-            office_days: ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec(),
+            office_days: ["mon", "tue", "wed", "thu", "fri"]
+                .map(String::from)
+                .to_vec(),
             office_hours: "08:00-18:00".into(),
             office_interval_mins: 60,
             off_hours_interval_mins: 240,
@@ -202,7 +206,12 @@ pub struct Tariff {
 
 impl Default for Tariff {
     fn default() -> Tariff {
-        Tariff { currency: "EUR".into(), per_call: 0, per_minute: 0, periods: Vec::new() }
+        Tariff {
+            currency: "EUR".into(),
+            per_call: 0,
+            per_minute: 0,
+            periods: Vec::new(),
+        }
     }
 }
 
@@ -220,7 +229,11 @@ pub struct TariffPeriod {
 
 impl Default for TariffPeriod {
     fn default() -> TariffPeriod {
-        TariffPeriod { days: Vec::new(), hours: "00:00-24:00".into(), per_minute: 0 }
+        TariffPeriod {
+            days: Vec::new(),
+            hours: "00:00-24:00".into(),
+            per_minute: 0,
+        }
     }
 }
 
@@ -243,9 +256,17 @@ impl Default for Ppp {
     fn default() -> Ppp {
         Ppp {
             command: "/usr/sbin/pppd".into(),
-            args: ["nodetach", "noauth", "defaultroute", "usepeerdns", "persist", "maxfail", "1"]
-                .map(String::from)
-                .to_vec(),
+            args: [
+                "nodetach",
+                "noauth",
+                "defaultroute",
+                "usepeerdns",
+                "persist",
+                "maxfail",
+                "1",
+            ]
+            .map(String::from)
+            .to_vec(),
             up_check: "route:ppp0".into(),
         }
     }
@@ -279,5 +300,111 @@ impl Default for Simulator {
             line_rest_ms: 0,
             dial_delay_ms: 1000,
         }
+    }
+}
+
+/// Parses `"08:00-18:00"` into minutes since midnight (from, to); `24:00` is the end of the day.
+/// A range with `to <= from` wraps past midnight.
+pub fn parse_hours(text: &str) -> Option<(u32, u32)> {
+    let (from, to) = text.split_once('-')?;
+    let minutes = |s: &str| -> Option<u32> {
+        let (h, m) = s.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+    };
+    Some((minutes(from)?, minutes(to)?))
+}
+
+/// Parses a day name (`"mon"` .. `"sun"`, or the full English name) into 0 (Monday) .. 6.
+pub fn parse_day(name: &str) -> Option<u8> {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let lower = name.to_ascii_lowercase();
+    let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    days.iter().zip(full).position(|(short, long)| lower == *short || lower == long).map(|i| i as u8)
+}
+
+fn check_days(days: &[String], at: &str, report: &mut Report) {
+    for (i, day) in days.iter().enumerate() {
+        if parse_day(day).is_none() {
+            report.add(index(at, i), format!("{day:?} is not a day of the week (mon .. sun)"));
+        }
+    }
+}
+
+impl Check for Link {
+    fn check(&self, at: &str, report: &mut Report) {
+        let on_demand = self.mode == Mode::OnDemand;
+        let modem = key(at, "modem");
+        if on_demand && self.modem.device.is_empty() {
+            report.add(key(&modem, "device"), "is empty; give the modem's serial device or \"sim\"");
+        }
+        if on_demand && self.modem.number.is_empty() && self.modem.apn.is_empty() {
+            report.add(key(&modem, "number"), "is empty; give the number to dial (or modem.apn)");
+        }
+        let dial = key(at, "dial");
+        if self.dial.max_attempts == 0 {
+            report.add(key(&dial, "max_attempts"), "must be at least 1");
+        }
+        let schedule = key(at, "schedule");
+        check_days(&self.schedule.office_days, &key(&schedule, "office_days"), report);
+        if parse_hours(&self.schedule.office_hours).is_none() {
+            report.add(
+                key(&schedule, "office_hours"),
+                format!("{:?} is not a range of hours like \"08:00-18:00\"", self.schedule.office_hours),
+            );
+        }
+        let periods = key(&key(at, "tariff"), "periods");
+        for (i, period) in self.tariff.periods.iter().enumerate() {
+            let at = index(&periods, i);
+            check_days(&period.days, &key(&at, "days"), report);
+            if parse_hours(&period.hours).is_none() {
+                report.add(key(&at, "hours"), format!("{:?} is not a range of hours", period.hours));
+            }
+        }
+        let check = &self.ppp.up_check;
+        let known = check == "started"
+            || check.strip_prefix("route:").is_some_and(|i| !i.is_empty())
+            || check.strip_prefix("tcp:").is_some_and(|a| a.contains(':'));
+        if !known {
+            report.add(
+                key(&key(at, "ppp"), "up_check"),
+                format!("{check:?} is none of \"route:IFACE\", \"tcp:HOST:PORT\", \"started\""),
+            );
+        }
+        let answers = ["connect", "busy", "no-dialtone", "no-answer", "no-carrier", "error"];
+        if !answers.contains(&self.simulator.answer.as_str()) {
+            report.add(
+                key(&key(at, "simulator"), "answer"),
+                format!("{:?} is none of {}", self.simulator.answer, answers.join(", ")),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn link_mistakes_are_reported_with_their_keys() {
+        let text = "[link]\nmode = \"on-demand\"\n[link.modem]\nnumber = \"1\"\n\
+                    [link.schedule]\noffice_hours = \"25:00-18:00\"\noffice_days = [\"mon\", \"funday\"]\n\
+                    [link.ppp]\nup_check = \"ping\"\n";
+        let mistakes = Config::parse(text).unwrap_err().join("\n");
+        assert!(mistakes.contains("link.schedule.office_hours"), "{mistakes}");
+        assert!(mistakes.contains("link.schedule.office_days[1]"), "{mistakes}");
+        assert!(mistakes.contains("link.ppp.up_check"), "{mistakes}");
+    }
+
+    #[test]
+    fn defaults_and_the_dev_example_pass() {
+        assert!(Config::parse("[link]\nmode = \"permanent\"\n").is_ok());
+        let dev = include_str!("../../../examples/dev.toml");
+        let parsed = Config::parse(dev);
+        assert!(parsed.is_ok(), "{parsed:?}");
+        assert_eq!(parsed.unwrap().link.modem.device, "sim");
+        assert_eq!(parse_hours("22:00-06:00"), Some((1320, 360)));
+        assert_eq!(parse_day("Sunday"), Some(6));
     }
 }

@@ -16,21 +16,12 @@ pub struct HourRange {
 impl HourRange {
     /// Parses `"08:00-18:00"`; `24:00` is the end of the day.
     pub fn parse(text: &str) -> Result<HourRange, Error> {
-        let bad = || {
+        let (from, to) = postroom_config::link::parse_hours(text).ok_or_else(|| {
             Error::Config(format!(
                 "{text:?} is not a range of hours like \"08:00-18:00\""
             ))
-        };
-        let (from, to) = text.split_once('-').ok_or_else(bad)?;
-        let minutes = |s: &str| -> Option<u32> {
-            let (h, m) = s.trim().split_once(':')?;
-            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
-        };
-        Ok(HourRange {
-            from: minutes(from).ok_or_else(bad)?,
-            to: minutes(to).ok_or_else(bad)?,
-        })
+        })?;
+        Ok(HourRange { from, to })
     }
 
     /// Whether the minute of the day falls in the range.
@@ -45,19 +36,20 @@ impl HourRange {
 
 /// Parses day names (`"mon"` .. `"sun"`, or the full English names).
 pub fn parse_days(days: &[String]) -> Result<Vec<Weekday>, Error> {
+    const WEEK: [Weekday; 7] = [
+        Weekday::Monday,
+        Weekday::Tuesday,
+        Weekday::Wednesday,
+        Weekday::Thursday,
+        Weekday::Friday,
+        Weekday::Saturday,
+        Weekday::Sunday,
+    ];
     days.iter()
         .map(|d| {
-            let day = match d.to_ascii_lowercase().get(..3) {
-                Some("mon") => Weekday::Monday,
-                Some("tue") => Weekday::Tuesday,
-                Some("wed") => Weekday::Wednesday,
-                Some("thu") => Weekday::Thursday,
-                Some("fri") => Weekday::Friday,
-                Some("sat") => Weekday::Saturday,
-                Some("sun") => Weekday::Sunday,
-                _ => return Err(Error::Config(format!("{d:?} is not a day of the week"))),
-            };
-            Ok(day)
+            postroom_config::link::parse_day(d)
+                .and_then(|i| WEEK.get(usize::from(i)).copied())
+                .ok_or_else(|| Error::Config(format!("{d:?} is not a day of the week")))
         })
         .collect()
 }

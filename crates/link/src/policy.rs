@@ -425,20 +425,17 @@ impl Policy {
                     self.start_call(now, CallReason::Schedule, out);
                 }
             }
-            LinkState::Waiting => {
-                if self.redial_at.is_some_and(|at| now >= at) {
-                    self.redial_at = None;
-                    self.dial(now, out);
-                }
+            LinkState::Waiting if self.redial_at.is_some_and(|at| now >= at) => {
+                self.redial_at = None;
+                self.dial(now, out);
             }
-            LinkState::Connecting => {
+            LinkState::Connecting
                 if self
                     .connected_at()
-                    .is_some_and(|t| now >= t + self.cfg.up_timeout)
-                {
-                    self.last_failure = Some("PPP did not come up in time".into());
-                    self.hang_up(now, HangupCause::PppDown, out);
-                }
+                    .is_some_and(|t| now >= t + self.cfg.up_timeout) =>
+            {
+                self.last_failure = Some("PPP did not come up in time".into());
+                self.hang_up(now, HangupCause::PppDown, out);
             }
             LinkState::Up => {
                 if self

@@ -38,7 +38,21 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(serve(&config, shutdown_signal()))?;
+    runtime.block_on(async {
+        // The supervisor sends SIGHUP to every component on `ctl reload`; without a handler it
+        // would end this process and drop a call in progress.
+        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // Not yet: applying a new [link] section live; a call in progress would
+                    // have to finish first. The supervisor's restart applies it.
+                    tracing::warn!("reload asked: [link] changes take effect when link restarts");
+                }
+            });
+        }
+        serve(&config, shutdown_signal()).await
+    })?;
     Ok(())
 }
 

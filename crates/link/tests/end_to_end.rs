@@ -311,3 +311,38 @@ async fn permanent_mode_answers_holds_at_once_and_never_dials() {
         .unwrap();
     rig.stop().await;
 }
+
+/// Case modem-line-needs-rest over the whole stack: the simulated exchange gives NO DIALTONE
+/// to a dial within 3 s of a hang-up; the link waits its guard time and dials again. Hang-up
+/// by DTR is configured, which a pty cannot do, so this also shows the fallback to `+++ATH`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modem_line_needs_rest_end_to_end() {
+    if !socat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), |c| {
+        c.link.simulator.line_rest_ms = 3000;
+        c.link.dial.line_rest_secs = 3;
+        c.link.dial.line_rest_window_secs = 10;
+        c.link.modem.hangup = postroom_config::link::Hangup::Dtr;
+    });
+    let rig = Rig::start(dir, config).await;
+
+    let first: HoldReply = rig.client().post_json("/hold", &json!({"reason": "first"})).await.unwrap();
+    rig.client().delete(&format!("/hold/{}", first.id)).await.unwrap();
+    let reply = rig.client().request(Method::POST, "/hangup", None).await.unwrap();
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    rig.wait_for_state("down").await;
+
+    let second: HoldReply =
+        rig.client().post_json("/hold", &json!({"reason": "second"})).await.unwrap();
+    assert_eq!(second.state, "up");
+    let calls: Vec<LoggedCall> = rig.client().get_json("/calls").await.unwrap();
+    let results: Vec<&str> = calls.iter().map(|c| c.record.result.as_str()).collect();
+    assert_eq!(results, ["connected", "NO DIALTONE"], "{calls:?}");
+    assert_eq!(calls[0].record.hangup, Some(postroom_link::policy::HangupCause::Manual));
+    assert!(!calls[1].record.gave_up);
+    rig.client().delete(&format!("/hold/{}", second.id)).await.unwrap();
+    rig.stop().await;
+}

@@ -227,11 +227,10 @@ impl Engine {
                     self.echo = true;
                     self.verbose = true;
                 }
-                '&' => {
-                    if chars.next() == Some('F') {
-                        self.echo = true;
-                        self.verbose = true;
-                    }
+                '&' if chars.peek() == Some(&'F') => {
+                    chars.next();
+                    self.echo = true;
+                    self.verbose = true;
                 }
                 _ => {}
             }
