@@ -3,6 +3,8 @@
 import socket, ssl, sys, time
 
 port = int(sys.argv[1])
+user = sys.argv[2] if len(sys.argv) > 2 else "alice"
+password = sys.argv[3] if len(sys.argv) > 3 else "secret"
 ctx = ssl._create_unverified_context()
 sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
 f = sock.makefile("rb")
@@ -16,7 +18,7 @@ def until(prefix):
             return line
 
 until(b"* OK")
-sock.sendall(b"a LOGIN alice secret\r\n"); until(b"a OK")
+sock.sendall(b"a LOGIN %s %s\r\n" % (user.encode(), password.encode())); until(b"a OK")
 sock.sendall(b"b SELECT INBOX\r\n"); until(b"b OK")
 sock.sendall(b"c IDLE\r\n"); until(b"+")
 print("idling", flush=True)
