@@ -141,3 +141,30 @@ fn a_component_that_exits_at_once_is_backed_off_and_reported_failing_while_other
     assert!(text.contains("FAILING"), "ctl status:\n{text}");
     assert!(text.contains("exit code 3"), "ctl status:\n{text}");
 }
+
+#[test]
+fn a_component_that_never_answers_health_is_killed_after_the_start_timeout() {
+    let appliance = Appliance::start(
+        "[supervisor]\nstart_timeout = 2\nhealth_timeout = 0.5\n\
+         [supervisor.components.mail]\n\
+         [supervisor.components.link]\n\
+         command = [\"@HARNESS@\", \"link\", \"--never-healthy\"]\n",
+    );
+    appliance.wait_up(&["mail"], Duration::from_secs(30));
+
+    let status = appliance.wait_for(
+        "link killed and started again",
+        Duration::from_secs(30),
+        |s| component_in(s, "link").is_some_and(|c| c["restarts"].as_u64() >= Some(1)),
+    );
+    let link = component_in(&status, "link").unwrap();
+    assert_ne!(link["state"], "up");
+    assert_eq!(link["last_exit"]["description"], "killed by SIGKILL");
+    let reason = link["last_exit"]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("no answer on /health within 2s of starting"),
+        "reason: {reason:?}"
+    );
+    let ran = link["last_exit"]["ran_for_secs"].as_f64().unwrap();
+    assert!(ran >= 2.0, "killed after {ran} s, before the start timeout");
+}

@@ -11,6 +11,8 @@
 //!   - `--leave-orphan FILE`: start a grandchild that outlives its parent and sleeps for
 //!     `--orphan-secs SECS` (default 1.5), and write its pid to FILE.
 //!
+//!   - `--never-healthy`: every `/health` call hangs from the start.
+//!
 //!   `POST /debug/hang` makes every later `/health` call hang.
 //! - `harness orphan-parent FILE SECS` and `harness sleeper SECS` are the two halves of
 //!   `--leave-orphan`.
@@ -63,6 +65,7 @@ struct Options {
     config: Option<PathBuf>,
     exit_at_once: Option<u8>,
     ignore_sigterm: bool,
+    never_healthy: bool,
     exit_if_exists: Option<PathBuf>,
     leave_orphan: Option<PathBuf>,
     orphan_secs: Option<String>,
@@ -83,6 +86,7 @@ fn parse(args: &[OsString]) -> anyhow::Result<Options> {
                 options.exit_at_once = Some(value()?.to_string_lossy().parse()?);
             }
             Some("--ignore-sigterm") => options.ignore_sigterm = true,
+            Some("--never-healthy") => options.never_healthy = true,
             Some("--exit-if-exists") => options.exit_if_exists = Some(value()?.into()),
             Some("--leave-orphan") => options.leave_orphan = Some(value()?.into()),
             Some("--orphan-secs") => {
@@ -132,7 +136,7 @@ fn stand_in(name: &str, args: &[OsString]) -> anyhow::Result<()> {
 
 async fn serve(name: String, socket: PathBuf, options: Options) -> anyhow::Result<()> {
     let started = Instant::now();
-    let hung = Arc::new(AtomicBool::new(false));
+    let hung = Arc::new(AtomicBool::new(options.never_healthy));
     let reloads = Arc::new(AtomicU64::new(0));
     let component: &'static str = Box::leak(name.clone().into_boxed_str());
 
