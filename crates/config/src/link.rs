@@ -256,17 +256,11 @@ impl Default for Ppp {
     fn default() -> Ppp {
         Ppp {
             command: "/usr/sbin/pppd".into(),
-            args: [
-                "nodetach",
-                "noauth",
-                "defaultroute",
-                "usepeerdns",
-                "persist",
-                "maxfail",
-                "1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            // pppd starts on a line we dialled and locked: no `connect` script, no `lock`, no
+            // `persist` (the dialling policy decides about the next call).
+            args: ["nodetach", "noauth", "defaultroute", "usepeerdns"]
+                .map(String::from)
+                .to_vec(),
             up_check: "route:ppp0".into(),
         }
     }
@@ -319,14 +313,28 @@ pub fn parse_hours(text: &str) -> Option<(u32, u32)> {
 pub fn parse_day(name: &str) -> Option<u8> {
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
     let lower = name.to_ascii_lowercase();
-    let full = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
-    days.iter().zip(full).position(|(short, long)| lower == *short || lower == long).map(|i| i as u8)
+    let full = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    days.iter()
+        .zip(full)
+        .position(|(short, long)| lower == *short || lower == long)
+        .map(|i| i as u8)
 }
 
 fn check_days(days: &[String], at: &str, report: &mut Report) {
     for (i, day) in days.iter().enumerate() {
         if parse_day(day).is_none() {
-            report.add(index(at, i), format!("{day:?} is not a day of the week (mon .. sun)"));
+            report.add(
+                index(at, i),
+                format!("{day:?} is not a day of the week (mon .. sun)"),
+            );
         }
     }
 }
@@ -336,21 +344,34 @@ impl Check for Link {
         let on_demand = self.mode == Mode::OnDemand;
         let modem = key(at, "modem");
         if on_demand && self.modem.device.is_empty() {
-            report.add(key(&modem, "device"), "is empty; give the modem's serial device or \"sim\"");
+            report.add(
+                key(&modem, "device"),
+                "is empty; give the modem's serial device or \"sim\"",
+            );
         }
         if on_demand && self.modem.number.is_empty() && self.modem.apn.is_empty() {
-            report.add(key(&modem, "number"), "is empty; give the number to dial (or modem.apn)");
+            report.add(
+                key(&modem, "number"),
+                "is empty; give the number to dial (or modem.apn)",
+            );
         }
         let dial = key(at, "dial");
         if self.dial.max_attempts == 0 {
             report.add(key(&dial, "max_attempts"), "must be at least 1");
         }
         let schedule = key(at, "schedule");
-        check_days(&self.schedule.office_days, &key(&schedule, "office_days"), report);
+        check_days(
+            &self.schedule.office_days,
+            &key(&schedule, "office_days"),
+            report,
+        );
         if parse_hours(&self.schedule.office_hours).is_none() {
             report.add(
                 key(&schedule, "office_hours"),
-                format!("{:?} is not a range of hours like \"08:00-18:00\"", self.schedule.office_hours),
+                format!(
+                    "{:?} is not a range of hours like \"08:00-18:00\"",
+                    self.schedule.office_hours
+                ),
             );
         }
         let periods = key(&key(at, "tariff"), "periods");
@@ -358,7 +379,10 @@ impl Check for Link {
             let at = index(&periods, i);
             check_days(&period.days, &key(&at, "days"), report);
             if parse_hours(&period.hours).is_none() {
-                report.add(key(&at, "hours"), format!("{:?} is not a range of hours", period.hours));
+                report.add(
+                    key(&at, "hours"),
+                    format!("{:?} is not a range of hours", period.hours),
+                );
             }
         }
         let check = &self.ppp.up_check;
@@ -371,11 +395,22 @@ impl Check for Link {
                 format!("{check:?} is none of \"route:IFACE\", \"tcp:HOST:PORT\", \"started\""),
             );
         }
-        let answers = ["connect", "busy", "no-dialtone", "no-answer", "no-carrier", "error"];
+        let answers = [
+            "connect",
+            "busy",
+            "no-dialtone",
+            "no-answer",
+            "no-carrier",
+            "error",
+        ];
         if !answers.contains(&self.simulator.answer.as_str()) {
             report.add(
                 key(&key(at, "simulator"), "answer"),
-                format!("{:?} is none of {}", self.simulator.answer, answers.join(", ")),
+                format!(
+                    "{:?} is none of {}",
+                    self.simulator.answer,
+                    answers.join(", ")
+                ),
             );
         }
     }
@@ -392,8 +427,14 @@ mod tests {
                     [link.schedule]\noffice_hours = \"25:00-18:00\"\noffice_days = [\"mon\", \"funday\"]\n\
                     [link.ppp]\nup_check = \"ping\"\n";
         let mistakes = Config::parse(text).unwrap_err().join("\n");
-        assert!(mistakes.contains("link.schedule.office_hours"), "{mistakes}");
-        assert!(mistakes.contains("link.schedule.office_days[1]"), "{mistakes}");
+        assert!(
+            mistakes.contains("link.schedule.office_hours"),
+            "{mistakes}"
+        );
+        assert!(
+            mistakes.contains("link.schedule.office_days[1]"),
+            "{mistakes}"
+        );
         assert!(mistakes.contains("link.ppp.up_check"), "{mistakes}");
     }
 
