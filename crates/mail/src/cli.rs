@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -57,11 +57,13 @@ fn serve(config: Config) -> anyhow::Result<()> {
     // Ports first, while we may be root; then the files; then give up root, still with one
     // thread (see privileges.rs).
     let prepared = Prepared::new(&config)?;
-    let owned: Vec<&Path> = vec![prepared.paths.data_dir.as_path()];
+    // The data is ours alone; the run directory is shared with the other components, so only
+    // the directory itself is handed over, for the control socket.
     crate::privileges::drop_root(
         config.system.user.as_deref(),
         config.system.group.as_deref(),
-        &owned,
+        &[prepared.paths.data_dir.as_path()],
+        &[config.system.run_dir.as_path()],
     )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

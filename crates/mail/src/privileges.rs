@@ -56,9 +56,15 @@ pub fn lookup_group(group_file: &Path, group: &str) -> Result<u32, Error> {
         .ok_or_else(|| fail(format!("not in {}", group_file.display())))
 }
 
-/// Hands `paths` to the user and switches to it (and to `group`, else the user's primary
-/// group), if running as root. Does nothing without a user or when not root (dev mode).
-pub fn drop_root(user: Option<&str>, group: Option<&str>, paths: &[&Path]) -> Result<(), Error> {
+/// Hands `trees` (recursively) and `dirs` (only themselves) to the user and switches to it
+/// (and to `group`, else the user's primary group), if running as root. Does nothing without a
+/// user or when not root (dev mode).
+pub fn drop_root(
+    user: Option<&str>,
+    group: Option<&str>,
+    trees: &[&Path],
+    dirs: &[&Path],
+) -> Result<(), Error> {
     let Some(user) = user.filter(|u| !u.is_empty()) else {
         return Ok(());
     };
@@ -73,14 +79,39 @@ pub fn drop_root(user: Option<&str>, group: Option<&str>, paths: &[&Path]) -> Re
         user: user.to_owned(),
         reason: format!("{what}: {e}"),
     };
-    let (uid, gid) = (Uid::from_raw(ids.uid), Gid::from_raw(ids.gid));
-    for path in paths {
-        rustix::fs::chown(*path, Some(uid), Some(gid)).map_err(|e| fail("chown", e))?;
+    let cannot = |path: &Path, e: std::io::Error| Error::User {
+        user: user.to_owned(),
+        reason: format!("cannot hand {} over: {e}", path.display()),
+    };
+    for path in trees {
+        hand_over(path, ids).map_err(|e| cannot(path, e))?;
     }
+    for path in dirs {
+        std::os::unix::fs::lchown(path, Some(ids.uid), Some(ids.gid))
+            .map_err(|e| cannot(path, e))?;
+    }
+    let (uid, gid) = (Uid::from_raw(ids.uid), Gid::from_raw(ids.gid));
     rustix::thread::set_thread_groups(&[gid]).map_err(|e| fail("setgroups", e))?;
     rustix::thread::set_thread_gid(gid).map_err(|e| fail("setgid", e))?;
     rustix::thread::set_thread_uid(uid).map_err(|e| fail("setuid", e))?;
     tracing::info!(user, "dropped root");
+    Ok(())
+}
+
+/// Gives `path` and everything below it to the user, so that files made while still root
+/// (the certificate, directories, an earlier run's files) stay writable. Symbolic links are not
+/// followed; entries that are the user's already are left alone.
+pub fn hand_over(path: &Path, ids: Ids) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.uid() != ids.uid || meta.gid() != ids.gid {
+        std::os::unix::fs::lchown(path, Some(ids.uid), Some(ids.gid))?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            hand_over(&entry?.path(), ids)?;
+        }
+    }
     Ok(())
 }
 
@@ -102,5 +133,26 @@ mod tests {
             Ids { uid: 901, gid: 902 }
         );
         assert!(lookup(&passwd, "nobody-here").is_err());
+    }
+
+    #[test]
+    fn hand_over_reaches_every_file_below() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::getuid().is_root() {
+            eprintln!("skipping: chown needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+        std::fs::write(dir.path().join("a/b/file"), "x").unwrap();
+        let ids = Ids {
+            uid: 65534,
+            gid: 65534,
+        };
+        hand_over(dir.path(), ids).unwrap();
+        for p in ["", "a", "a/b", "a/b/file"] {
+            let meta = std::fs::metadata(dir.path().join(p)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (65534, 65534), "{p}");
+        }
     }
 }
