@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::line::{self, Line, LineConfig};
-use crate::policy::{Action, HoldId, Input, Policy, PolicyStatus, StateChange};
+use crate::policy::{Action, HoldId, Input, LinkState, Policy, PolicyStatus, StateChange};
 use crate::store::CallLog;
 
 /// The answer a hold waits for: up, or why not.
@@ -104,6 +104,7 @@ pub fn start(
         inputs,
     };
     let task = tokio::spawn(async move {
+        let mut stopping = false;
         loop {
             let sleep = match service.policy.next_deadline() {
                 Some(at) => {
@@ -112,9 +113,26 @@ pub fn start(
                 }
                 None => Duration::from_secs(3600),
             };
+            if stopping {
+                // Bring the line down through the policy, so the call is logged as usual; a
+                // dial in progress finishes first (its timeout bounds that).
+                match service.policy.state() {
+                    LinkState::Connecting | LinkState::Up | LinkState::Waiting => {
+                        service.feed(Input::Hangup);
+                    }
+                    LinkState::Down | LinkState::Permanent => break,
+                    LinkState::Dialling | LinkState::HangingUp => {}
+                }
+            }
             tokio::select! {
-                request = request_rx.recv() => match request {
-                    Some(Request::Shutdown) | None => break,
+                request = request_rx.recv(), if !stopping => match request {
+                    Some(Request::Shutdown) | None => {
+                        stopping = true;
+                        // Holders still waiting learn that the link is going away.
+                        for (_, waiter) in service.waiters.drain() {
+                            let _ = waiter.send(Err("the link service is stopping".into()));
+                        }
+                    }
                     Some(request) => service.request(request),
                 },
                 Some(event) = input_rx.recv() => match event {
@@ -126,10 +144,6 @@ pub fn start(
                 },
                 () = tokio::time::sleep(sleep) => service.feed(Input::Tick),
             }
-        }
-        // Holders still waiting learn that the link is going away.
-        for (_, waiter) in service.waiters.drain() {
-            let _ = waiter.send(Err("the link service is stopping".into()));
         }
         if let Some(line) = service.line.take() {
             tracing::info!("stopping: hanging up");

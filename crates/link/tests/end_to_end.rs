@@ -140,6 +140,19 @@ impl Rig {
         }
     }
 
+    /// Stops the link and hands back its directory for a look at what it left.
+    async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        let task = std::mem::replace(&mut self.task, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(WAIT, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
+        dir
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         tokio::time::timeout(WAIT, self.task)
@@ -329,20 +342,74 @@ async fn modem_line_needs_rest_end_to_end() {
     });
     let rig = Rig::start(dir, config).await;
 
-    let first: HoldReply = rig.client().post_json("/hold", &json!({"reason": "first"})).await.unwrap();
-    rig.client().delete(&format!("/hold/{}", first.id)).await.unwrap();
-    let reply = rig.client().request(Method::POST, "/hangup", None).await.unwrap();
+    let first: HoldReply = rig
+        .client()
+        .post_json("/hold", &json!({"reason": "first"}))
+        .await
+        .unwrap();
+    rig.client()
+        .delete(&format!("/hold/{}", first.id))
+        .await
+        .unwrap();
+    let reply = rig
+        .client()
+        .request(Method::POST, "/hangup", None)
+        .await
+        .unwrap();
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     rig.wait_for_state("down").await;
 
-    let second: HoldReply =
-        rig.client().post_json("/hold", &json!({"reason": "second"})).await.unwrap();
+    let second: HoldReply = rig
+        .client()
+        .post_json("/hold", &json!({"reason": "second"}))
+        .await
+        .unwrap();
     assert_eq!(second.state, "up");
     let calls: Vec<LoggedCall> = rig.client().get_json("/calls").await.unwrap();
     let results: Vec<&str> = calls.iter().map(|c| c.record.result.as_str()).collect();
     assert_eq!(results, ["connected", "NO DIALTONE"], "{calls:?}");
-    assert_eq!(calls[0].record.hangup, Some(postroom_link::policy::HangupCause::Manual));
+    assert_eq!(
+        calls[0].record.hangup,
+        Some(postroom_link::policy::HangupCause::Manual)
+    );
     assert!(!calls[1].record.gave_up);
-    rig.client().delete(&format!("/hold/{}", second.id)).await.unwrap();
+    rig.client()
+        .delete(&format!("/hold/{}", second.id))
+        .await
+        .unwrap();
     rig.stop().await;
+}
+
+/// Stopping the link while a call is up hangs up and still logs the call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_while_up_hangs_up_and_logs_the_call() {
+    if !socat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), |_| {});
+    let data = config.system.data_dir.clone();
+    let lock_dir = config.link.modem.lock_dir.clone();
+    let rig = Rig::start(dir, config.clone()).await;
+    let hold: HoldReply = rig
+        .client()
+        .post_json("/hold", &json!({"reason": "mail"}))
+        .await
+        .unwrap();
+    assert_eq!(hold.state, "up");
+    let keep = rig.stop_keeping_dir().await;
+
+    let log = postroom_link::store::CallLog::open(&data.join("link.redb")).unwrap();
+    let calls = log.recent(10).unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].record.result, "connected");
+    assert_eq!(
+        calls[0].record.hangup,
+        Some(postroom_link::policy::HangupCause::Manual)
+    );
+    assert!(
+        std::fs::read_dir(&lock_dir).unwrap().next().is_none(),
+        "lock left behind"
+    );
+    drop(keep);
 }

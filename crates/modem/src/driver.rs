@@ -62,6 +62,13 @@ pub fn open_port(device: &Path, baud: u32) -> Result<SerialStream, Error> {
         device: device.to_owned(),
         source,
     })?;
+    // Whatever the modem said before we came (a late NO CARRIER, RING) must not be taken for
+    // the answer to our first command.
+    port.clear(tokio_serial::ClearBuffer::Input)
+        .map_err(|source| Error::Open {
+            device: device.to_owned(),
+            source,
+        })?;
     Ok(port)
 }
 

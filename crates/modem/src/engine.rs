@@ -190,7 +190,9 @@ impl Engine {
         }
         // By bytes: a line of noise can start with a multi-byte character (U+FFFD for any
         // invalid byte), and slicing a str inside one panics.
-        text.as_bytes().get(..2).is_some_and(|p| p.eq_ignore_ascii_case(b"AT"))
+        text.as_bytes()
+            .get(..2)
+            .is_some_and(|p| p.eq_ignore_ascii_case(b"AT"))
     }
 
     /// Reads the E and V settings from a command line (V.250 6.2.4 and 6.2.6), and the
