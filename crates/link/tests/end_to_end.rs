@@ -149,8 +149,7 @@ impl Rig {
             .unwrap()
             .unwrap()
             .unwrap();
-        let dir = std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap());
-        dir
+        std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap())
     }
 
     async fn stop(mut self) {
