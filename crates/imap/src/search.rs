@@ -68,6 +68,16 @@ impl Context<'_> {
             })
     }
 
+    fn has_keyword(&self, name: &str) -> bool {
+        if name.eq_ignore_ascii_case("$Forwarded") {
+            return self.view.flags.passed;
+        }
+        self.view
+            .keywords
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(name))
+    }
+
     fn internal_date(&self) -> chrono::NaiveDate {
         let time = std::fs::metadata(&self.view.path)
             .and_then(|m| m.modified())
@@ -113,8 +123,8 @@ impl Context<'_> {
             K::Recent => self.view.recent,
             K::Old => !self.view.recent,
             K::New => self.view.recent && !f.seen,
-            K::Keyword(k) => k.as_ref().eq_ignore_ascii_case("$Forwarded") && f.passed,
-            K::Unkeyword(k) => !(k.as_ref().eq_ignore_ascii_case("$Forwarded") && f.passed),
+            K::Keyword(k) => self.has_keyword(k.as_ref()),
+            K::Unkeyword(k) => !self.has_keyword(k.as_ref()),
             K::Before(d) => self.internal_date() < *d.as_ref(),
             K::On(d) => self.internal_date() == *d.as_ref(),
             K::Since(d) => self.internal_date() >= *d.as_ref(),

@@ -104,6 +104,8 @@ struct Selected {
     uid_next: u32,
     messages: Vec<View>,
     watch: broadcast::Receiver<postroom_maildir::Change>,
+    /// The mailbox's keyword table, by Maildir letter.
+    keywords: Vec<String>,
 }
 
 /// One message in the session's view; `seq` is its index + 1.
@@ -114,6 +116,8 @@ pub(crate) struct View {
     pub path: std::path::PathBuf,
     pub flags: Flags,
     pub recent: bool,
+    /// The names of the keyword letters in `flags`.
+    pub keywords: Vec<String>,
 }
 
 /// One IMAP connection's protocol state.
@@ -791,10 +795,12 @@ impl Session {
                 return;
             }
         };
+        let keywords = mailbox.keywords().unwrap_or_default();
         let messages: Vec<View> = snap
             .messages
             .into_iter()
             .map(|m| View {
+                keywords: keyword_names(&m.flags, &keywords),
                 uid: m.uid,
                 unique: m.unique,
                 path: m.path,
@@ -805,10 +811,7 @@ impl Session {
         let exists = messages.len();
         let recent = messages.iter().filter(|m| m.recent).count();
         let first_unseen = messages.iter().position(|m| !m.flags.seen).map(|i| i + 1);
-        push(
-            out,
-            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)\r\n",
-        );
+        push(out, &flags_response(&keywords));
         push(out, &format!("* {exists} EXISTS\r\n* {recent} RECENT\r\n"));
         if let Some(n) = first_unseen {
             push(out, &format!("* OK [UNSEEN {n}] first unseen\r\n"));
@@ -824,10 +827,7 @@ impl Session {
         if read_only {
             push(out, "* OK [PERMANENTFLAGS ()] read-only\r\n");
         } else {
-            push(
-                out,
-                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded)] flags kept\r\n",
-            );
+            push(out, &permanent_flags(&keywords));
         }
         let watch = mailbox.watch();
         let selected = Selected {
@@ -837,6 +837,7 @@ impl Session {
             uid_next: snap.uid_next,
             messages,
             watch,
+            keywords,
         };
         self.state = State::Selected {
             user,
@@ -861,6 +862,16 @@ impl Session {
                 return;
             }
         };
+        let table = selected.mailbox.keywords().unwrap_or_default();
+        let table_changed = table != selected.keywords;
+        if table_changed {
+            // RFC 3501 section 7.2.6: a new keyword is announced with FLAGS.
+            push(out, &flags_response(&table));
+            if !selected.read_only {
+                push(out, &permanent_flags(&table));
+            }
+            selected.keywords = table;
+        }
         let by_uid: HashMap<u32, &postroom_maildir::Message> =
             snap.messages.iter().map(|m| (m.uid, m)).collect();
         if allow_expunge {
@@ -880,6 +891,7 @@ impl Session {
                 view.path = m.path.clone();
                 if m.flags != view.flags {
                     view.flags = m.flags.clone();
+                    view.keywords = keyword_names(&view.flags, &selected.keywords);
                     push(
                         out,
                         &format!(
@@ -896,6 +908,7 @@ impl Session {
         let before = selected.messages.len();
         for m in snap.messages.iter().filter(|m| m.uid > last) {
             selected.messages.push(View {
+                keywords: keyword_names(&m.flags, &selected.keywords),
                 uid: m.uid,
                 unique: m.unique.clone(),
                 path: m.path.clone(),
@@ -1076,7 +1089,9 @@ impl Session {
             }
         };
         let mut new_flags = Flags::default();
-        apply_flags(&mut new_flags, flags, StoreType::Replace);
+        apply_flags(&mut new_flags, flags, StoreType::Replace, &mut |k| {
+            target.keyword_letter(k).ok().flatten()
+        });
         match target.append(&mut &data[..], &new_flags, date) {
             Ok(uid) => {
                 let validity = target.snapshot(false).map(|s| s.uid_validity).unwrap_or(0);
@@ -1367,15 +1382,35 @@ impl Session {
             push(out, &format!("{tag} NO mailbox is read-only\r\n"));
             return;
         }
+        // New keywords get their letters first, so the FLAGS announcement (RFC 3501 section
+        // 7.2.6) comes before the FETCH responses that show them.
+        for flag in flags {
+            if let Flag::Keyword(k) = flag {
+                let _ = selected.mailbox.keyword_letter(k.as_ref());
+            }
+        }
+        let table = selected.mailbox.keywords().unwrap_or_default();
+        if table != selected.keywords {
+            push(out, &flags_response(&table));
+            push(out, &permanent_flags(&table));
+            selected.keywords = table;
+        }
         for i in indices {
             let mut new_flags = selected.messages[i].flags.clone();
-            apply_flags(&mut new_flags, flags, kind);
+            let mailbox = &selected.mailbox;
+            apply_flags(&mut new_flags, flags, kind, &mut |k| {
+                mailbox.keyword_letter(k).ok().flatten()
+            });
             if new_flags != selected.messages[i].flags {
                 match selected
                     .mailbox
                     .set_flags(&selected.messages[i].unique, &new_flags)
                 {
                     Ok(path) => {
+                        if new_flags.other != selected.messages[i].flags.other {
+                            selected.messages[i].keywords =
+                                keyword_names(&new_flags, &selected.keywords);
+                        }
                         selected.messages[i].path = path;
                         selected.messages[i].flags = new_flags;
                     }
@@ -1451,7 +1486,14 @@ impl Session {
                 continue;
             };
             let date = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            match target.append(&mut &bytes[..], &view.flags, date) {
+            let mut flags = view.flags.clone();
+            flags.other = view
+                .keywords
+                .iter()
+                .filter_map(|name| target.keyword_letter(name).ok().flatten())
+                .collect();
+            flags.other.sort_unstable();
+            match target.append(&mut &bytes[..], &flags, date) {
                 Ok(new_uid) => {
                     source_uids.push(view.uid);
                     target_uids.push(new_uid);
@@ -1594,10 +1636,53 @@ pub(crate) fn flag_list(view: &View) -> String {
             names.push(name);
         }
     }
+    names.extend(view.keywords.iter().map(String::as_str));
     names.join(" ")
 }
 
-fn apply_flags(target: &mut Flags, flags: &[Flag<'_>], kind: StoreType) {
+/// The keyword names of a message's letters; letters without a name are not shown.
+fn keyword_names(flags: &Flags, table: &[String]) -> Vec<String> {
+    flags
+        .other
+        .iter()
+        .filter(|l| l.is_ascii_lowercase())
+        .filter_map(|&l| {
+            table
+                .get(usize::from(l - b'a'))
+                .filter(|n| !n.is_empty())
+                .cloned()
+        })
+        .collect()
+}
+
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded";
+
+fn flags_response(keywords: &[String]) -> String {
+    let mut list = SYSTEM_FLAGS.to_owned();
+    for k in keywords.iter().filter(|k| !k.is_empty()) {
+        list.push(' ');
+        list.push_str(k);
+    }
+    format!("* FLAGS ({list})\r\n")
+}
+
+/// PERMANENTFLAGS with `\*`: new keywords are kept too (RFC 3501 section 7.1).
+fn permanent_flags(keywords: &[String]) -> String {
+    let mut list = SYSTEM_FLAGS.to_owned();
+    for k in keywords.iter().filter(|k| !k.is_empty()) {
+        list.push(' ');
+        list.push_str(k);
+    }
+    format!("* OK [PERMANENTFLAGS ({list} \\*)] flags and keywords kept\r\n")
+}
+
+/// Applies a flag list; `letter` names the Maildir letter of a keyword (making one if new).
+fn apply_flags(
+    target: &mut Flags,
+    flags: &[Flag<'_>],
+    kind: StoreType,
+    letter: &mut dyn FnMut(&str) -> Option<u8>,
+) {
     let mut given = Flags::default();
     for flag in flags {
         match flag {
@@ -1609,11 +1694,25 @@ fn apply_flags(target: &mut Flags, flags: &[Flag<'_>], kind: StoreType) {
             Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
                 given.passed = true
             }
-            // Not yet: other keywords. PERMANENTFLAGS does not offer \*, so clients know they
-            // are not kept.
+            Flag::Keyword(k) => {
+                if let Some(l) = letter(k.as_ref()) {
+                    given.other.push(l);
+                }
+            }
+            // Not yet: `\Foo` extension flags other than the system ones; no client uses them.
             _ => {}
         }
     }
+    match kind {
+        StoreType::Replace => {
+            target.other.retain(|l| !l.is_ascii_lowercase());
+            target.other.extend(&given.other);
+        }
+        StoreType::Add => target.other.extend(&given.other),
+        StoreType::Remove => target.other.retain(|l| !given.other.contains(l)),
+    }
+    target.other.sort_unstable();
+    target.other.dedup();
     let pairs: [(&mut bool, bool); 6] = [
         (&mut target.answered, given.answered),
         (&mut target.deleted, given.deleted),

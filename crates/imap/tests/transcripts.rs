@@ -406,3 +406,45 @@ fn fetch_partial_and_header_fields_are_sliced() {
     let out = send(&mut s, "h FETCH 1 BODY[TEXT]\r\n");
     assert!(out.contains("FLAGS (\\Seen"), "{out}");
 }
+
+#[test]
+fn keywords_are_kept_in_the_file_name_shown_searched_and_copied() {
+    let h = Harness::new();
+    h.deliver(b"Subject: spam\r\n\r\nbuy\r\n");
+    let mut one = h.logged_in();
+    let mut two = h.logged_in();
+    let out = send(&mut one, "s SELECT INBOX\r\n");
+    assert!(out.contains("\\*)] flags and keywords kept"), "{out}");
+    send(&mut two, "s SELECT INBOX\r\n");
+    let out = send(&mut one, "k STORE 1 +FLAGS ($Junk)\r\n");
+    assert!(
+        out.contains("* FLAGS (") && out.contains("$Junk)\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("* 1 FETCH (FLAGS (\\Recent $Junk))"), "{out}");
+    let cur = h.root().join("alice/cur");
+    let name = std::fs::read_dir(&cur)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    assert!(name.to_string_lossy().ends_with(":2,a"), "{name:?}");
+    let out = send(&mut two, "n NOOP\r\n");
+    assert!(
+        out.contains("$Junk)\r\n") && out.contains("FLAGS ($Junk))"),
+        "{out}"
+    );
+    let out = send(&mut two, "f SEARCH KEYWORD $junk\r\n");
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+    let out = send(&mut two, "g SEARCH UNKEYWORD $Junk\r\n");
+    assert!(out.contains("* SEARCH\r\n"), "{out}");
+    send(&mut one, "c COPY 1 Junk\r\n");
+    let out = send(&mut one, "e EXAMINE Junk\r\n");
+    assert!(out.contains("$Junk"), "{out}");
+    let out = send(&mut one, "x FETCH 1 FLAGS\r\n");
+    assert!(out.contains("FLAGS ($Junk)"), "{out}");
+    send(&mut two, "r STORE 1 -FLAGS ($Junk)\r\n");
+    let out = send(&mut two, "y FETCH 1 FLAGS\r\n");
+    assert!(out.contains("FLAGS ())"), "{out}");
+}

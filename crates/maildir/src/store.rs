@@ -29,6 +29,9 @@ const UIDS: TableDefinition<(&str, u32), &str> = TableDefinition::new("imap_uids
 const UNIQUES: TableDefinition<(&str, &str), u32> = TableDefinition::new("imap_uniques");
 const META: TableDefinition<&str, u32> = TableDefinition::new("imap_meta");
 
+/// Dovecot's keyword table in each Maildir.
+const KEYWORDS_FILE: &str = "dovecot-keywords";
+
 /// The folders every user gets, with their RFC 6154 special-use attribute.
 pub const SPECIAL_FOLDERS: [(&str, &str); 4] = [
     ("Sent", "\\Sent"),
@@ -587,6 +590,67 @@ impl Mailbox {
         Ok((result.0, result.1, known))
     }
 
+    /// The mailbox's keywords (IMAP flags without a backslash, such as `$Junk`), by Maildir
+    /// letter: index 0 is `a`. They are kept in Dovecot's `dovecot-keywords` file, one
+    /// `<index> <name>` a line, so other Maildir software reads them too.
+    pub fn keywords(&self) -> Result<Vec<String>> {
+        let path = self.maildir.path().join(KEYWORDS_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::Io { path, source: e }),
+        };
+        let mut names = vec![String::new(); 26];
+        for line in text.lines() {
+            let Some((index, name)) = line.split_once(' ') else {
+                continue;
+            };
+            if let Ok(i) = index.parse::<usize>() {
+                if i < 26 && !name.is_empty() {
+                    names[i] = name.to_owned();
+                }
+            }
+        }
+        while names.last().is_some_and(String::is_empty) {
+            names.pop();
+        }
+        Ok(names)
+    }
+
+    /// The Maildir letter of a keyword (case-insensitive, as IMAP compares flags), giving it
+    /// the next free letter when it is new. None when all 26 letters are taken.
+    pub fn keyword_letter(&self, name: &str) -> Result<Option<u8>> {
+        let _guard = self.lock();
+        let mut names = self.keywords()?;
+        if let Some(i) = names.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+            return Ok(Some(b'a' + i as u8));
+        }
+        let index = match names.iter().position(String::is_empty) {
+            Some(free) => free,
+            None if names.len() < 26 => {
+                names.push(String::new());
+                names.len() - 1
+            }
+            None => return Ok(None),
+        };
+        names[index] = name.to_owned();
+        let text: String = names
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| !n.is_empty())
+            .map(|(i, n)| format!("{i} {n}\n"))
+            .collect();
+        let dir = self.maildir.path();
+        let tmp = dir.join(format!("{KEYWORDS_FILE}.tmp"));
+        fs::write(&tmp, text).map_err(Error::io(&tmp))?;
+        fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(Error::io(&tmp))?;
+        fs::rename(&tmp, dir.join(KEYWORDS_FILE)).map_err(Error::io(&tmp))?;
+        sync_dir(dir)?;
+        Ok(Some(b'a' + index as u8))
+    }
+
     /// Sets a message's flags (found by its unique name). Returns the message as it is now.
     pub fn set_flags(&self, unique: &str, flags: &Flags) -> Result<PathBuf> {
         let _guard = self.lock();
@@ -847,6 +911,21 @@ mod tests {
         assert_eq!(watch.try_recv().unwrap(), Change::Flags);
         let snap = inbox.snapshot(false).unwrap();
         assert!(snap.messages[0].flags.seen);
+    }
+
+    #[test]
+    fn keywords_get_letters_that_persist() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("erin").unwrap();
+        let inbox = store.mailbox("erin", "INBOX").unwrap();
+        assert_eq!(inbox.keyword_letter("$Junk").unwrap(), Some(b'a'));
+        assert_eq!(inbox.keyword_letter("$label1").unwrap(), Some(b'b'));
+        assert_eq!(inbox.keyword_letter("$junk").unwrap(), Some(b'a'));
+        let again = store.mailbox("erin", "INBOX").unwrap();
+        assert_eq!(again.keywords().unwrap(), ["$Junk", "$label1"]);
+        let text = fs::read_to_string(dir.path().join("mail/erin/dovecot-keywords")).unwrap();
+        assert_eq!(text, "0 $Junk\n1 $label1\n");
     }
 
     #[test]
