@@ -26,6 +26,7 @@ pub(crate) fn run(
             count,
             max_uid,
             loaded: None,
+            decoded: None,
             sizes,
         };
         if keys.iter().all(|k| ctx.matches(k)) {
@@ -41,6 +42,7 @@ struct Context<'a> {
     count: u32,
     max_uid: u32,
     loaded: Option<Option<Loaded>>,
+    decoded: Option<Vec<(String, String)>>,
     sizes: &'a mut HashMap<u32, usize>,
 }
 
@@ -59,13 +61,40 @@ impl Context<'_> {
     fn header_has(&mut self, name: &str, needle: &[u8]) -> bool {
         let Some(l) = self.load() else { return false };
         let fields = l.root.fields(&l.bytes);
-        fields
+        let raw = fields
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .any(|(_, v)| {
                 // HEADER name "" matches every message that has the field (RFC 3501 6.4.4).
                 needle.is_empty() || contains_ci(v.as_bytes(), needle)
-            })
+            });
+        if raw {
+            return true;
+        }
+        // Encoded words (RFC 2047) in any charset are decoded before matching, so a client
+        // searching for "Objednávka" (sent as UTF-8, RFC 3501 section 6.4.4 CHARSET) finds a
+        // subject written in ISO-8859-2 encoded words.
+        let needle = String::from_utf8_lossy(needle).to_lowercase();
+        self.decoded_headers()
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .any(|(_, v)| v.to_lowercase().contains(&needle))
+    }
+
+    fn decoded_headers(&mut self) -> &[(String, String)] {
+        if self.decoded.is_none() {
+            let mut out = Vec::new();
+            if let Some(l) = self.load() {
+                let header = &l.bytes[l.root.header.clone()];
+                if let Some(msg) = mail_parser::MessageParser::default().parse_headers(header) {
+                    for h in msg.headers() {
+                        out.push((h.name().to_owned(), header_text(h.value())));
+                    }
+                }
+            }
+            self.decoded = Some(out);
+        }
+        self.decoded.as_deref().unwrap_or_default()
     }
 
     fn has_keyword(&self, name: &str) -> bool {
@@ -167,4 +196,22 @@ fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A decoded header value as text: names and addresses for address fields.
+fn header_text(value: &mail_parser::HeaderValue<'_>) -> String {
+    use mail_parser::HeaderValue as V;
+    match value {
+        V::Text(t) => t.to_string(),
+        V::TextList(list) => list.join(" "),
+        V::Address(address) => address
+            .iter()
+            .map(|a| {
+                let name = a.name().unwrap_or_default();
+                format!("{name} <{}>", a.address().unwrap_or_default())
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => String::new(),
+    }
 }

@@ -448,3 +448,25 @@ fn keywords_are_kept_in_the_file_name_shown_searched_and_copied() {
     let out = send(&mut two, "y FETCH 1 FLAGS\r\n");
     assert!(out.contains("FLAGS ())"), "{out}");
 }
+
+#[test]
+fn search_finds_text_inside_latin2_encoded_words() {
+    let h = Harness::new();
+    h.deliver(&case("mime-latin2-encoded-words.eml"));
+    h.deliver(b"Subject: other\r\nFrom: x@y.example\r\n\r\nbody\r\n");
+    let mut s = h.logged_in();
+    send(&mut s, "s SELECT INBOX\r\n");
+    let subject = "Objednávka".as_bytes();
+    let mut command =
+        format!("a SEARCH CHARSET UTF-8 SUBJECT {{{}+}}\r\n", subject.len()).into_bytes();
+    command.extend_from_slice(subject);
+    command.extend_from_slice(b"\r\n");
+    let (out, _) = send_bytes(&mut s, &command);
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+    let name = "dvořáková".as_bytes();
+    let mut command = format!("b SEARCH CHARSET UTF-8 FROM {{{}+}}\r\n", name.len()).into_bytes();
+    command.extend_from_slice(name);
+    command.extend_from_slice(b"\r\n");
+    let (out, _) = send_bytes(&mut s, &command);
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+}
