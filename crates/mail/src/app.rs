@@ -10,7 +10,7 @@ use postroom_config::Config;
 use postroom_config::mail::Mail;
 use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::Error;
 use crate::delivery::{self, QueueIntake};
@@ -140,6 +140,8 @@ pub struct App {
     pub socket: PathBuf,
     services: Services,
     control: postroom_control::Server,
+    shared: Arc<Shared>,
+    store: postroom_maildir::Store,
 }
 
 impl App {
@@ -185,33 +187,35 @@ impl App {
             delivery::sender_route(router),
         )
         .map_err(|e| Error::Queue(e.to_string()))?;
-        let users = Arc::new(Users::new(&mail));
+        // One user table for SMTP, IMAP and POP3, replaced in place on a reload.
+        let users = Users::new(&mail);
+        let users_for_access = Arc::new(users.clone());
         let limiter = Arc::new(postroom_imap::login_limiter(&mail.access));
         let access = crate::services::MailboxAccess {
             imap: Arc::new(postroom_imap::server::Context {
                 store: store.clone(),
-                auth: users.clone(),
+                auth: users_for_access.clone(),
                 limiter: Arc::clone(&limiter),
                 limits: postroom_imap::Limits::from_config(&mail.access),
                 tls: Arc::clone(&tls),
             }),
             pop3: Arc::new(postroom_pop3::server::Context {
                 store: store.clone(),
-                auth: users,
+                auth: users_for_access,
                 limiter,
                 tls: Arc::clone(&tls),
             }),
         };
         let shared = Arc::new(Shared::new(
             mail.clone(),
-            Users::new(&mail),
+            users,
             Arc::new(QueueIntake::new(queue.clone())),
             Some(TlsAcceptor::from(tls)),
         ));
         let services = Services::start(listeners, Arc::clone(&shared), queue.clone(), access)?;
         let control = postroom_control::serve(
             &paths.socket,
-            crate::control::router(shared, addresses, started)
+            crate::control::router(Arc::clone(&shared), addresses, started)
                 .merge(postroom_queue::control::router(queue)),
         )
         .await?;
@@ -221,18 +225,50 @@ impl App {
             socket: paths.socket,
             services,
             control,
+            shared,
+            store,
         })
     }
 
-    /// Runs until SIGTERM or SIGINT, or until a server fails.
-    pub async fn run_until_signal(mut self) -> anyhow::Result<()> {
+    /// Applies a changed configuration (the supervisor sends SIGHUP after `ctl reload`):
+    /// users, passwords, aliases, routing, trusted networks and limits apply to new
+    /// connections at once; new users get their Maildir. Listener addresses, TLS files and
+    /// queue settings need a restart.
+    pub fn reload(&self, config: &Config) -> Result<(), Error> {
+        let mail = effective(config);
+        for user in &mail.users {
+            self.store.create_user(&user.name).map_err(Error::Maildir)?;
+        }
+        self.shared.reload(mail);
+        info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Runs until SIGTERM or SIGINT, or until a server fails; SIGHUP reads `config_path` again
+    /// and applies it ([`App::reload`]).
+    pub async fn run_until_signal(mut self, config_path: &std::path::Path) -> anyhow::Result<()> {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
-        let failed = tokio::select! {
-            _ = int.recv() => None,
-            _ = term.recv() => None,
-            ended = self.services.join_next() => ended,
+        let mut hup = signal(SignalKind::hangup())?;
+        let failed = loop {
+            tokio::select! {
+                _ = int.recv() => break None,
+                _ = term.recv() => break None,
+                _ = hup.recv() => {
+                    // A broken file keeps the running configuration; the supervisor has
+                    // checked it before sending SIGHUP, so this is rare.
+                    match Config::load(config_path) {
+                        Ok(config) => {
+                            if let Err(e) = self.reload(&config) {
+                                warn!(error = %e, "reload failed");
+                            }
+                        }
+                        Err(e) => warn!(error = %e, "reload: configuration not read"),
+                    }
+                }
+                ended = self.services.join_next() => break ended,
+            }
         };
         if let Some((name, result)) = &failed {
             error!(service = name, result = ?result, "a server stopped");

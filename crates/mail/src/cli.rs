@@ -48,10 +48,10 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let path = args.config.context("--config FILE is needed")?;
     let config = Config::load(&path)?;
     let _ = postroom_logging::init("mail");
-    serve(config)
+    serve(config, &path)
 }
 
-fn serve(config: Config) -> anyhow::Result<()> {
+fn serve(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
     let started = Instant::now();
 
     // Ports first, while we may be root; then the files; then give up root, still with one
@@ -72,6 +72,6 @@ fn serve(config: Config) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let app = App::start(prepared, started).await?;
-        app.run_until_signal().await
+        app.run_until_signal(path).await
     })
 }

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use postroom_config::mail::Mail;
@@ -55,12 +55,19 @@ pub struct Counters {
     pub refused_connections: AtomicU64,
 }
 
-/// What every SMTP connection of this process shares.
-pub struct Shared {
+/// The parts of the configuration a reload (SIGHUP) replaces; each connection keeps the one
+/// it started with.
+#[derive(Debug)]
+pub struct Policy {
     /// The `[mail]` section.
     pub config: Mail,
     /// The routing table.
     pub router: Router,
+}
+
+/// What every SMTP connection of this process shares.
+pub struct Shared {
+    policy: RwLock<Arc<Policy>>,
     /// Password checks.
     pub users: Users,
     /// Where accepted messages go.
@@ -81,8 +88,10 @@ impl Shared {
         tls: Option<TlsAcceptor>,
     ) -> Shared {
         Shared {
-            router: Router::new(config.clone()),
-            config,
+            policy: RwLock::new(Arc::new(Policy {
+                router: Router::new(config.clone()),
+                config,
+            })),
             users,
             intake,
             tls,
@@ -91,16 +100,33 @@ impl Shared {
         }
     }
 
-    fn session_config(&self, kind: Kind) -> SessionConfig {
-        let limits = &self.config.limits;
+    /// The policy in force now.
+    pub fn policy(&self) -> Arc<Policy> {
+        Arc::clone(&self.policy.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Applies a reloaded `[mail]` section: users, routing, trusted networks and limits take
+    /// effect for new connections. Listener addresses, TLS files and the queue settings need a
+    /// restart.
+    pub fn reload(&self, config: Mail) {
+        self.users.replace(&config);
+        let policy = Arc::new(Policy {
+            router: Router::new(config.clone()),
+            config,
+        });
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = policy;
+    }
+
+    fn session_config(&self, policy: &Policy, kind: Kind) -> SessionConfig {
+        let limits = &policy.config.limits;
         SessionConfig {
-            hostname: self.config.hostname.clone(),
+            hostname: policy.config.hostname.clone(),
             max_message_size: limits.max_message_size,
             max_recipients: limits.max_recipients,
             max_line_length: limits.max_line_length,
             max_command_line: 4096,
             max_errors: limits.max_errors,
-            bare_line_endings: match self.config.bare_line_endings {
+            bare_line_endings: match policy.config.bare_line_endings {
                 postroom_config::mail::BareLineEndings::Reject => BareLineEndings::Reject,
                 postroom_config::mail::BareLineEndings::Normalize => BareLineEndings::Normalize,
             },
@@ -113,13 +139,10 @@ impl Shared {
         }
     }
 
-    fn trusted(&self, ip: IpAddr) -> bool {
-        self.config.trusted_networks.iter().any(|n| n.contains(ip))
-    }
-
     /// Takes a connection slot for `ip`, or None when a limit is reached.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
-        let limits = &self.config.limits;
+        let policy = self.policy();
+        let limits = &policy.config.limits;
         let mut map = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
         let total: usize = map.values().sum();
         let mine = map.entry(ip).or_insert(0);
@@ -217,8 +240,10 @@ async fn connection(
         return stream.shutdown().await;
     };
 
+    let policy = shared.policy();
     let mut conn = Connection {
-        session: Session::new(shared.session_config(kind)),
+        session: Session::new(shared.session_config(&policy, kind)),
+        policy,
         shared: Arc::clone(&shared),
         peer,
         routes: HashMap::new(),
@@ -257,6 +282,8 @@ enum Outcome {
 
 struct Connection {
     session: Session,
+    /// The configuration this connection started with.
+    policy: Arc<Policy>,
     shared: Arc<Shared>,
     peer: SocketAddr,
     /// The destinations of each accepted recipient of the current transaction, by address.
@@ -311,9 +338,15 @@ impl Connection {
                     self.session.auth_result(result);
                 }
                 Event::CheckRecipient { address, envelope } => {
-                    let may_relay =
-                        envelope.authenticated.is_some() || self.shared.trusted(self.peer.ip());
-                    let verdict = self.shared.router.resolve(&address, may_relay);
+                    let ip = self.peer.ip();
+                    let trusted = self
+                        .policy
+                        .config
+                        .trusted_networks
+                        .iter()
+                        .any(|n| n.contains(ip));
+                    let may_relay = envelope.authenticated.is_some() || trusted;
+                    let verdict = self.policy.router.resolve(&address, may_relay);
                     let verdict = match verdict {
                         Ok(destinations) => {
                             self.routes
@@ -357,7 +390,7 @@ impl Connection {
         let received = trace::received_header(
             &message.envelope,
             self.peer.ip(),
-            &self.shared.config.hostname,
+            &self.policy.config.hostname,
             &id,
             SystemTime::now(),
         );

@@ -1,17 +1,18 @@
 //! Users and their passwords: argon2 PHC strings from `[[mail.users]]`.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use postroom_config::mail::Mail;
 use postroom_smtp::Credentials;
 
-/// The password check for SMTP AUTH (and for IMAP and POP3 logins).
+/// The password check for SMTP AUTH (and for IMAP and POP3 logins). Clones share one table,
+/// so [`Users::replace`] on a reload reaches every server.
 #[derive(Debug, Clone)]
 pub struct Users {
-    hashes: Arc<HashMap<String, String>>,
+    hashes: Arc<RwLock<HashMap<String, String>>>,
 }
 
 /// Checked against when the user is unknown, so that a wrong name costs as much time as a
@@ -21,15 +22,20 @@ const DECOY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 impl Users {
     /// The users of this configuration, by lower-case name.
     pub fn new(config: &Mail) -> Users {
-        let hashes = config
-            .users
-            .iter()
-            .filter(|u| !u.password_hash.is_empty())
-            .map(|u| (u.name.to_ascii_lowercase(), u.password_hash.clone()))
-            .collect();
         Users {
-            hashes: Arc::new(hashes),
+            hashes: Arc::new(RwLock::new(table(config))),
         }
+    }
+
+    /// Takes the users of a reloaded configuration.
+    pub fn replace(&self, config: &Mail) {
+        let mut hashes = self.hashes.write().unwrap_or_else(|p| p.into_inner());
+        *hashes = table(config);
+    }
+
+    fn hash_of(&self, name: &str) -> Option<String> {
+        let hashes = self.hashes.read().unwrap_or_else(|p| p.into_inner());
+        hashes.get(name).cloned()
     }
 
     /// Checks credentials; returns the canonical user name when they are good. Runs argon2 on
@@ -49,7 +55,7 @@ impl Users {
             .split_once('@')
             .map_or(lower.as_str(), |(local, _)| local)
             .to_owned();
-        let hash = self.hashes.get(&name).cloned();
+        let hash = self.hash_of(&name);
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| DECOY_HASH.to_owned());
         let password = credentials.password;
@@ -69,11 +75,21 @@ impl postroom_maildir::access::Authenticator for Users {
             .split_once('@')
             .map_or(lower.as_str(), |(local, _)| local)
             .to_owned();
-        let hash = self.hashes.get(&name).cloned();
+        let hash = self.hash_of(&name);
         let known = hash.is_some();
         let ok = verify_password(&hash.unwrap_or_else(|| DECOY_HASH.to_owned()), password);
         (ok && known).then_some(name)
     }
+}
+
+/// Lower-case user name to password hash; users without a hash cannot log in.
+fn table(config: &Mail) -> HashMap<String, String> {
+    config
+        .users
+        .iter()
+        .filter(|u| !u.password_hash.is_empty())
+        .map(|u| (u.name.to_ascii_lowercase(), u.password_hash.clone()))
+        .collect()
 }
 
 /// Checks a password against an argon2 PHC string.

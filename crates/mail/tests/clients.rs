@@ -471,3 +471,67 @@ fn authenticated_fax_lands_in_the_fax_spool_through_the_queue() {
         "{files:?}"
     );
 }
+
+#[test]
+fn reload_adds_a_user_who_can_receive_and_authenticate_at_once() {
+    if !require("swaks") {
+        return;
+    }
+    let mut server = Server::start(|_| {});
+    let mx = port(server.addresses.smtp);
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &mx,
+            "--to",
+            "carol@office.example",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("550 5.1.1"), "{out}");
+
+    server.reload(|c| {
+        c.mail.users.push(postroom_config::mail::User {
+            name: "carol".into(),
+            password_hash: common::password_hash(),
+            ..Default::default()
+        });
+    });
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &mx,
+            "--to",
+            "carol@office.example",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(server.wait_inbox("carol", 1, WAIT).len(), 1);
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port(server.addresses.submission),
+            "-tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "carol",
+            "--auth-password",
+            PASSWORD,
+            "--to",
+            "bob@office.example",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+}

@@ -25,6 +25,7 @@ pub struct Server {
     pub addresses: Addresses,
     pub socket: PathBuf,
     pub dir: tempfile::TempDir,
+    pub config: Config,
     app: Option<App>,
     runtime: tokio::runtime::Runtime,
 }
@@ -73,9 +74,21 @@ impl Server {
             addresses: app.addresses,
             socket: app.socket.clone(),
             dir,
+            config,
             app: Some(app),
             runtime,
         }
+    }
+
+    /// Changes the configuration and applies it as a SIGHUP would.
+    pub fn reload(&mut self, change: impl FnOnce(&mut Config)) {
+        change(&mut self.config);
+        let _guard = self.runtime.enter();
+        self.app
+            .as_ref()
+            .expect("running")
+            .reload(&self.config)
+            .expect("reload");
     }
 
     pub fn data(&self) -> PathBuf {
