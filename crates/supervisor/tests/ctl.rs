@@ -123,3 +123,20 @@ fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
     );
     assert_eq!(component_in(&after, "fax").unwrap()["state"], "up");
 }
+
+#[test]
+fn sighup_to_the_supervisor_reloads_like_ctl_reload() {
+    let appliance = Appliance::start("[supervisor.components.mail]\n");
+    appliance.wait_up(&["mail"], Duration::from_secs(30));
+    appliance.rewrite_config(
+        "[supervisor.components.mail]\n\
+         [supervisor.components.link]\ncommand = [\"@HARNESS@\", \"link\"]\n",
+    );
+
+    appliance.signal(rustix::process::Signal::HUP);
+    appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+    common::eventually("mail reloaded", Duration::from_secs(15), || {
+        let logs = appliance.ctl(&["logs", "mail"]);
+        String::from_utf8_lossy(&logs.stdout).contains("reloaded its configuration (1)")
+    });
+}
