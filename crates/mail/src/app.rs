@@ -191,6 +191,7 @@ impl App {
         let users = Users::new(&mail);
         let users_for_access = Arc::new(users.clone());
         let limiter = Arc::new(postroom_imap::login_limiter(&mail.access));
+        let smtp_limiter = Arc::clone(&limiter);
         let access = crate::services::MailboxAccess {
             imap: Arc::new(postroom_imap::server::Context {
                 store: store.clone(),
@@ -209,6 +210,7 @@ impl App {
         let shared = Arc::new(Shared::new(
             mail.clone(),
             users,
+            Arc::clone(&smtp_limiter),
             Arc::new(QueueIntake::new(queue.clone())),
             Some(TlsAcceptor::from(tls)),
         ));

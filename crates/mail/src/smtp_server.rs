@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use postroom_config::mail::Mail;
+use postroom_maildir::access::LoginLimiter;
 use postroom_smtp::{BareLineEndings, EnhancedStatus as S, Event, Reply, Session, SessionConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -70,6 +71,8 @@ pub struct Shared {
     policy: RwLock<Arc<Policy>>,
     /// Password checks.
     pub users: Users,
+    /// Failed logins per client address, shared with IMAP and POP3.
+    pub limiter: Arc<LoginLimiter>,
     /// Where accepted messages go.
     pub intake: Arc<dyn Intake>,
     /// TLS for STARTTLS and port 465.
@@ -84,6 +87,7 @@ impl Shared {
     pub fn new(
         config: Mail,
         users: Users,
+        limiter: Arc<LoginLimiter>,
         intake: Arc<dyn Intake>,
         tls: Option<TlsAcceptor>,
     ) -> Shared {
@@ -93,6 +97,7 @@ impl Shared {
                 config,
             })),
             users,
+            limiter,
             intake,
             tls,
             counters: Counters::default(),
@@ -329,8 +334,19 @@ impl Connection {
                     return Ok(Outcome::StartTls);
                 }
                 Event::Authenticate(credentials) => {
+                    // Failed logins are counted per address together with IMAP and POP3, so
+                    // guessing cannot move from one protocol to another.
+                    let ip = self.peer.ip();
+                    if !self.shared.limiter.allowed(ip) {
+                        warn!("too many failed logins from this address; not checked");
+                        let reply =
+                            Reply::new(454, S(4, 7, 0), "Too many failed logins, try later");
+                        self.session.auth_refused(reply);
+                        continue;
+                    }
                     let user = credentials.username.clone();
                     let result = self.shared.users.verify(credentials).await;
+                    self.shared.limiter.record(ip, result.is_some());
                     match &result {
                         Some(name) => info!(user = %name, "authenticated"),
                         None => warn!(user = %user, "authentication failed"),

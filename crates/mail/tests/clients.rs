@@ -535,3 +535,42 @@ fn reload_adds_a_user_who_can_receive_and_authenticate_at_once() {
     );
     assert!(ok, "{out}");
 }
+
+#[test]
+fn repeated_failed_auth_is_slowed_down_with_454_even_with_the_right_password() {
+    if !require("swaks") {
+        return;
+    }
+    let server = Server::start(|c| {
+        c.mail.access.free_login_failures = 2;
+        c.mail.access.login_delay = postroom_config::mail::Span(600);
+    });
+    let submission = port(server.addresses.submission);
+    let attempt = |password: &str| {
+        run(
+            "swaks",
+            &[
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &submission,
+                "-tls",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                password,
+                "--to",
+                "bob@office.example",
+            ],
+            None,
+        )
+    };
+    for _ in 0..2 {
+        let (ok, out) = attempt("wrong");
+        assert!(!ok && out.contains("535 5.7.8"), "{out}");
+    }
+    let (ok, out) = attempt(PASSWORD);
+    assert!(!ok && out.contains("454 4.7.0"), "{out}");
+}

@@ -312,6 +312,17 @@ impl Session {
         }
     }
 
+    /// The answer to [`Event::Authenticate`] when the credentials were not checked at all
+    /// (too many failed logins from this address): the client gets `reply`, e.g. 454 4.7.0.
+    pub fn auth_refused(&mut self, reply: Reply) {
+        if !self.awaiting(Awaiting::Auth) {
+            return;
+        }
+        self.phase = Phase::Command;
+        self.reply(reply);
+        self.error();
+    }
+
     /// The answer to [`Event::CheckRecipient`]: `Ok(())` accepts, `Err(reply)` refuses with it.
     pub fn recipient_result(&mut self, verdict: Result<(), Reply>) {
         if !self.awaiting(Awaiting::Recipient) {
