@@ -13,13 +13,21 @@ pub fn from_and_subject(head: &[u8]) -> (Option<String>, Option<String>) {
     };
     let from = message.from().and_then(|list| list.first()).map(|addr| {
         match (addr.name(), addr.address()) {
-            (Some(name), Some(address)) => format!("{name} <{address}>"),
-            (None, Some(address)) => address.to_owned(),
-            (Some(name), None) => name.to_owned(),
+            (Some(name), Some(address)) => one_line(&format!("{name} <{address}>")),
+            (None, Some(address)) => one_line(address),
+            (Some(name), None) => one_line(name),
             (None, None) => String::new(),
         }
     });
-    (from, message.subject().map(str::to_owned))
+    (from, message.subject().map(one_line))
+}
+
+/// The text with every control character (CR and LF included) as a space: an encoded word
+/// (RFC 2047) can carry any byte, and a line break must not split a line of the queue list.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
