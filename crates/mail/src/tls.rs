@@ -77,6 +77,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn configured_certificate_files_are_loaded_and_half_a_pair_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["mx.office.example".into()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        fs::write(&cert, made.cert.pem()).unwrap();
+        fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let tls = Tls {
+            certificate: Some(cert.clone()),
+            key: Some(key),
+        };
+        server_config(&tls, dir.path(), "mx.office.example").unwrap();
+        assert!(
+            !dir.path().join("tls").exists(),
+            "made a certificate although one was given"
+        );
+
+        let half = Tls {
+            certificate: Some(cert),
+            key: None,
+        };
+        assert!(server_config(&half, dir.path(), "mx.office.example").is_err());
+        let missing = Tls {
+            certificate: Some(dir.path().join("nope.pem")),
+            key: Some(dir.path().join("nope.key")),
+        };
+        let err = server_config(&missing, dir.path(), "mx.office.example").unwrap_err();
+        assert!(err.to_string().contains("nope.pem"), "{err}");
+    }
+
+    #[test]
     fn certificate_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
         server_config(&Tls::default(), dir.path(), "mx.office.example").unwrap();

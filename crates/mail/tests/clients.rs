@@ -574,3 +574,34 @@ fn repeated_failed_auth_is_slowed_down_with_454_even_with_the_right_password() {
     let (ok, out) = attempt(PASSWORD);
     assert!(!ok && out.contains("454 4.7.0"), "{out}");
 }
+
+// smtp-bare-lf-dot, over a socket with the default policy.
+#[test]
+fn bare_lf_dot_smuggling_over_a_socket_is_one_refusal_and_nothing_delivered() {
+    let server = Server::start(|_| {});
+    let stream = TcpStream::connect(server.addresses.smtp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    read_reply(&mut reader);
+    writer
+        .write_all(
+            b"EHLO c\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<alice@office.example>\r\nDATA\r\n",
+        )
+        .unwrap();
+    for _ in 0..4 {
+        read_reply(&mut reader);
+    }
+    writer
+        .write_all(
+            b"hello\n.\nMAIL FROM:<x@evil.example>\r\nRCPT TO:<bob@office.example>\r\nDATA\r\n\
+              smuggled\r\n\r\n.\r\nQUIT\r\n",
+        )
+        .unwrap();
+    assert!(read_reply(&mut reader).starts_with("554 5.6.0"));
+    assert!(read_reply(&mut reader).starts_with("221"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(server.inbox("alice").is_empty());
+    assert!(server.inbox("bob").is_empty());
+    assert!(server.queue().entries.is_empty());
+}
