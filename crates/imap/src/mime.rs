@@ -200,8 +200,11 @@ pub fn field(fields: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// A lower-case media type and subtype.
+pub type MediaType = (String, String);
+
 /// Parses `type/subtype; name=value; ...` (RFC 2045 section 5.1).
-pub fn content_type(value: &str) -> Option<((String, String), Vec<(String, String)>)> {
+pub fn content_type(value: &str) -> Option<(MediaType, Vec<(String, String)>)> {
     let mut pieces = split_params(value);
     let media = pieces.remove(0);
     let (ty, sub) = media.split_once('/')?;

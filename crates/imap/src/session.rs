@@ -583,19 +583,18 @@ impl Session {
                 self.append(out, &tag, &mailbox, &flags, date, &data);
             }
             C::Close | C::Unselect => {
-                if name == "CLOSE" {
-                    if let State::Selected { selected, .. } = &self.state {
-                        if !selected.read_only {
-                            let gone: Vec<String> = selected
-                                .messages
-                                .iter()
-                                .filter(|m| m.flags.deleted)
-                                .map(|m| m.unique.clone())
-                                .collect();
-                            if let Err(e) = selected.mailbox.expunge(&gone) {
-                                tracing::warn!(error = %e, "expunge at CLOSE failed");
-                            }
-                        }
+                if name == "CLOSE"
+                    && let State::Selected { selected, .. } = &self.state
+                    && !selected.read_only
+                {
+                    let gone: Vec<String> = selected
+                        .messages
+                        .iter()
+                        .filter(|m| m.flags.deleted)
+                        .map(|m| m.unique.clone())
+                        .collect();
+                    if let Err(e) = selected.mailbox.expunge(&gone) {
+                        tracing::warn!(error = %e, "expunge at CLOSE failed");
                     }
                 }
                 self.deselect();

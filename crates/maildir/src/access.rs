@@ -64,7 +64,7 @@ pub fn decode_plain(encoded: &[u8]) -> Option<PlainCredentials> {
 /// Standard base64 with padding (RFC 4648 section 4); surrounding whitespace is ignored.
 pub fn decode_base64(encoded: &[u8]) -> Option<Vec<u8>> {
     let encoded = encoded.trim_ascii();
-    if encoded.len() % 4 != 0 {
+    if !encoded.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(encoded.len() / 4 * 3);

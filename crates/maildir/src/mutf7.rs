@@ -84,7 +84,7 @@ pub fn decode(encoded: &str) -> Option<String> {
                 }
             }
             // Left-over bits must be zero padding (RFC 2152 rules carried into RFC 3501).
-            if bits != 0 || octets.len() % 2 != 0 {
+            if bits != 0 || !octets.len().is_multiple_of(2) {
                 return None;
             }
             for pair in octets.chunks(2) {

@@ -529,10 +529,11 @@ impl Mailbox {
             .filter(|(unique, _)| !present.contains(unique.as_str()))
             .map(|(u, uid)| (u.clone(), *uid))
             .collect();
-        if let Some((validity, next)) = record {
-            if missing.is_empty() && stale.is_empty() {
-                return Ok((validity, next, known));
-            }
+        if let Some((validity, next)) = record
+            && missing.is_empty()
+            && stale.is_empty()
+        {
+            return Ok((validity, next, known));
         }
 
         missing.sort_by_cached_key(|f| {
@@ -605,10 +606,11 @@ impl Mailbox {
             let Some((index, name)) = line.split_once(' ') else {
                 continue;
             };
-            if let Ok(i) = index.parse::<usize>() {
-                if i < 26 && !name.is_empty() {
-                    names[i] = name.to_owned();
-                }
+            if let Ok(i) = index.parse::<usize>()
+                && i < 26
+                && !name.is_empty()
+            {
+                names[i] = name.to_owned();
             }
         }
         while names.last().is_some_and(String::is_empty) {

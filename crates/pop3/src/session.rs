@@ -277,7 +277,8 @@ impl Session {
         let args: Vec<&str> = arg.split_whitespace().collect();
         let number = |i: usize| -> Option<usize> {
             let n: usize = args.get(i)?.parse().ok()?;
-            (n >= 1 && n <= entries.len() && !entries[n - 1].deleted).then_some(n - 1)
+            // `then`, not `then_some`: the latter computes `n - 1` even for `LIST 0`.
+            (n >= 1 && n <= entries.len() && !entries[n - 1].deleted).then(|| n - 1)
         };
         match verb {
             "STAT" => {
@@ -402,10 +403,10 @@ fn stuffed(raw: &[u8], top: Option<usize>) -> Vec<u8> {
         let content = line.strip_suffix(b"\n").unwrap_or(line);
         let content = content.strip_suffix(b"\r").unwrap_or(content);
         if in_body {
-            if let Some(max) = top {
-                if body_lines >= max {
-                    break;
-                }
+            if let Some(max) = top
+                && body_lines >= max
+            {
+                break;
             }
             body_lines += 1;
         }

@@ -55,10 +55,10 @@ impl Session {
                 Sequence::Range(a, b) => vec![*a, *b],
             };
             for v in values {
-                if let SeqOrUid::Value(n) = v {
-                    if n.get() > count {
-                        return Err("invalid message sequence number".to_owned());
-                    }
+                if let SeqOrUid::Value(n) = v
+                    && n.get() > count
+                {
+                    return Err("invalid message sequence number".to_owned());
                 }
             }
         }
@@ -137,14 +137,12 @@ impl Session {
                 }
             }
             let view = selected.messages[i].clone();
-            let needs_body = items.iter().any(|it| {
-                !matches!(
-                    it,
-                    MessageDataItemName::Uid
-                        | MessageDataItemName::Flags
-                        | MessageDataItemName::InternalDate
-                ) && !(matches!(it, MessageDataItemName::Rfc822Size)
-                    && self.sizes.contains_key(&view.uid))
+            let needs_body = items.iter().any(|it| match it {
+                MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::InternalDate => false,
+                MessageDataItemName::Rfc822Size => !self.sizes.contains_key(&view.uid),
+                _ => true,
             });
             let loaded = if needs_body {
                 match read_message(&selected.mailbox, &view) {
