@@ -104,6 +104,19 @@ for toml in sorted((root / "examples").glob("*.toml")):
 for eml in emls:
     put("mime_summary", eml.read_bytes())
 
+# pop3_session: [settings][cut seed] client bytes; settings bit 0 = implicit TLS. The cases
+# pop3-quit-answers and pop3-dot-stuffing (message 4 of the target's maildrop has `.hidden`).
+pop3 = [
+    (1, b"USER alice\r\nPASS dev-password\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 4\r\nTOP 1 2\r\n"
+        b"DELE 1\r\nRSET\r\nDELE 2\r\nQUIT\r\n"),
+    (1, b"CAPA\r\nAUTH PLAIN AGFsaWNlAGRldi1wYXNzd29yZA==\r\nLIST 3\r\nUIDL 2\r\nRETR 5\r\nNOOP\r\nQUIT\r\n"),
+    (1, b"AUTH PLAIN\r\nAGFsaWNlAGRldi1wYXNzd29yZA==\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n"),
+    (0, b"CAPA\r\nUSER alice\r\nSTLS\r\nUSER alice\r\n"),
+    (0, b"QUIT\r\n"),
+]
+for n, (settings, session) in enumerate(pop3):
+    put("pop3_session", bytes([settings, n]) + session)
+
 for d in sorted(corpus.iterdir()):
     print(f"{d.relative_to(root)}: {sum(1 for _ in d.iterdir())} seeds")
 PY
