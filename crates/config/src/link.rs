@@ -304,7 +304,8 @@ pub fn parse_hours(text: &str) -> Option<(u32, u32)> {
     let minutes = |s: &str| -> Option<u32> {
         let (h, m) = s.trim().split_once(':')?;
         let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-        (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        // `then`, not `then_some`: an hour like 99999999 must not be multiplied before the check.
+        (m < 60 && (h < 24 || (h == 24 && m == 0))).then(|| h * 60 + m)
     };
     Some((minutes(from)?, minutes(to)?))
 }
