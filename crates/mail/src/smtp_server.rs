@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use postroom_config::mail::Mail;
 use postroom_maildir::access::LoginLimiter;
@@ -197,23 +197,27 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
+        // Forget sessions that have ended.
+        while sessions.try_join_next().is_some() {}
+
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: wait a moment rather than spin.
                     warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
-            _ = stop.changed() => return Ok(()),
+            _ = stop.changed() => break,
         };
         let shared = Arc::clone(&shared);
         let span = info_span!("smtp", service = kind.name(), peer = %peer);
         let stop = stop.clone();
-        tokio::spawn(
+        sessions.spawn(
             async move {
                 if let Err(e) = connection(stream, peer, kind, shared, stop).await {
                     debug!(error = %e, "connection ended with an error");
@@ -222,7 +226,25 @@ pub async fn serve(
             .instrument(span),
         );
     }
+
+    // Open sessions have seen the stop too: idle ones answer 421 at once, one storing a message
+    // finishes that first, so its client learns the outcome.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while sessions.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            service = kind.name(),
+            open = sessions.len(),
+            "sessions still open at shutdown"
+        );
+    }
+    Ok(())
 }
+
+/// How long open sessions get to end at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 async fn connection(
     mut stream: TcpStream,

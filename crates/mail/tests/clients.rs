@@ -605,3 +605,19 @@ fn bare_lf_dot_smuggling_over_a_socket_is_one_refusal_and_nothing_delivered() {
     assert!(server.inbox("bob").is_empty());
     assert!(server.queue().entries.is_empty());
 }
+
+#[test]
+fn open_session_gets_421_when_the_component_stops() {
+    let server = Server::start(|_| {});
+    let stream = TcpStream::connect(server.addresses.smtp).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    read_reply(&mut reader);
+    writer.write_all(b"EHLO c\r\n").unwrap();
+    read_reply(&mut reader);
+    drop(server);
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("421 4.3.2"), "{rest}");
+}
