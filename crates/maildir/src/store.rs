@@ -64,6 +64,8 @@ struct Inner {
     root: PathBuf,
     db: Arc<Database>,
     mailboxes: Mutex<HashMap<String, Arc<Shared>>>,
+    /// Users whose maildrop a POP3 session holds (RFC 1939 section 4).
+    maildrops: Mutex<std::collections::HashSet<String>>,
 }
 
 /// What all handles of one mailbox share in this process.
@@ -123,6 +125,7 @@ impl Store {
             root,
             db,
             mailboxes: Mutex::new(HashMap::new()),
+            maildrops: Mutex::new(std::collections::HashSet::new()),
         };
         Ok(Store {
             inner: Arc::new(inner),
@@ -176,6 +179,20 @@ impl Store {
         let path = mailbox.maildir.deliver_from(message, unique)?;
         mailbox.notify(Change::Added);
         Ok(path)
+    }
+
+    /// Takes the exclusive-access lock on a user's maildrop that a POP3 session holds from
+    /// login to QUIT (RFC 1939 section 4); None while another session holds it. IMAP does not
+    /// take it: IMAP and POP3 work on one mailbox side by side.
+    pub fn lock_maildrop(&self, user: &str) -> Option<MaildropLock> {
+        let mut held = lock(&self.inner.maildrops);
+        if !held.insert(user.to_owned()) {
+            return None;
+        }
+        Some(MaildropLock {
+            store: self.clone(),
+            user: user.to_owned(),
+        })
     }
 
     /// Opens a handle on one of a user's mailboxes (Unicode name, `.` between levels).
@@ -400,6 +417,19 @@ impl Store {
         }
         txn.commit().map_err(redb::Error::from)?;
         Ok(())
+    }
+}
+
+/// A held POP3 maildrop lock; dropping it lets the next session in.
+#[derive(Debug)]
+pub struct MaildropLock {
+    store: Store,
+    user: String,
+}
+
+impl Drop for MaildropLock {
+    fn drop(&mut self) {
+        lock(&self.store.inner.maildrops).remove(&self.user);
     }
 }
 
@@ -752,10 +782,14 @@ fn folder_dir(name: &str) -> Result<String> {
         || name.ends_with(DELIMITER)
         || name.contains("..")
         || name.chars().any(char::is_control);
-    if bad {
+    // A Maildir++ folder is one directory, however deep its hierarchy, and the name of a
+    // directory has at most 255 bytes (NAME_MAX on Linux); a longer one is the client's mistake,
+    // not an I/O error that would show the server's path.
+    let dir = format!(".{}", mutf7::encode(name));
+    if bad || dir.len() > 255 {
         return Err(Error::BadMailboxName(name.to_owned()));
     }
-    Ok(format!(".{}", mutf7::encode(name)))
+    Ok(dir)
 }
 
 fn is_inbox(name: &str) -> bool {
@@ -928,6 +962,17 @@ mod tests {
         assert_eq!(again.keywords().unwrap(), ["$Junk", "$label1"]);
         let text = fs::read_to_string(dir.path().join("mail/erin/dovecot-keywords")).unwrap();
         assert_eq!(text, "0 $Junk\n1 $label1\n");
+    }
+
+    #[test]
+    fn a_maildrop_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let first = store.lock_maildrop("alice").unwrap();
+        assert!(store.lock_maildrop("alice").is_none());
+        assert!(store.lock_maildrop("bob").is_some());
+        drop(first);
+        assert!(store.lock_maildrop("alice").is_some());
     }
 
     #[test]
