@@ -20,7 +20,7 @@ mod store;
 
 pub use flags::Flags;
 pub use maildir::{Maildir, MessageFile};
-pub use store::{Change, Mailbox, MailboxSnapshot, Message, SPECIAL_FOLDERS, Store};
+pub use store::{Change, Mailbox, MailboxSnapshot, MaildropLock, Message, SPECIAL_FOLDERS, Store};
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use postroom_maildir::access::{Authenticator, LoginLimiter, decode_plain};
-use postroom_maildir::{Mailbox, Store};
+use postroom_maildir::{Mailbox, MaildropLock, Store};
 
 /// RFC 2449 section 4: a command line is at most 255 octets; we allow some slack for long
 /// AUTH PLAIN responses.
@@ -40,9 +40,16 @@ struct Entry {
 }
 
 enum State {
-    Authorization { user: Option<String> },
+    Authorization {
+        user: Option<String>,
+    },
     AuthPlain,
-    Transaction { inbox: Mailbox, entries: Vec<Entry> },
+    Transaction {
+        inbox: Mailbox,
+        entries: Vec<Entry>,
+        /// Held until the session ends (RFC 1939 section 4: exclusive access to the maildrop).
+        _lock: MaildropLock,
+    },
     Done,
 }
 
@@ -237,6 +244,11 @@ impl Session {
             return;
         };
         self.limiter.record(self.peer, true);
+        let Some(maildrop) = self.store.lock_maildrop(&owner) else {
+            tracing::info!(user = %owner, peer = %self.peer, "pop3 maildrop in use");
+            out.extend_from_slice(b"-ERR [IN-USE] another POP3 session holds the maildrop\r\n");
+            return;
+        };
         let opened = self.store.mailbox(&owner, "INBOX").and_then(|inbox| {
             let snap = inbox.snapshot(false)?;
             Ok((inbox, snap))
@@ -265,12 +277,16 @@ impl Session {
         }
         tracing::info!(user = %owner, peer = %self.peer, messages = entries.len(), "pop3 login");
         let line = format!("+OK {} messages\r\n", entries.len());
-        self.state = State::Transaction { inbox, entries };
+        self.state = State::Transaction {
+            inbox,
+            entries,
+            _lock: maildrop,
+        };
         out.extend_from_slice(line.as_bytes());
     }
 
     fn transaction(&mut self, verb: &str, arg: &str, out: &mut Vec<u8>) -> Action {
-        let State::Transaction { inbox, entries } = &mut self.state else {
+        let State::Transaction { inbox, entries, .. } = &mut self.state else {
             return Action::Continue;
         };
         let mut reply = |s: String| out.extend_from_slice(s.as_bytes());

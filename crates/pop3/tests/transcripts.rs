@@ -186,3 +186,16 @@ fn user_pass_and_auth_need_tls_and_capa_says_stls() {
     let (out, _) = send(&mut s, "AGFsaWNlAHNlY3JldA==\r\n");
     assert!(out.starts_with("+OK 0 messages"), "{out}");
 }
+
+#[test]
+fn a_second_pop3_session_waits_for_the_maildrop_lock() {
+    let (_dir, store) = setup();
+    let mut first = logged_in(&store);
+    let mut second = session(&store, true);
+    let (out, _) = send(&mut second, "USER alice\r\nPASS secret\r\n");
+    assert!(out.contains("-ERR [IN-USE]"), "{out}");
+    send(&mut first, "QUIT\r\n");
+    drop(first);
+    let (out, _) = send(&mut second, "USER alice\r\nPASS secret\r\n");
+    assert!(out.ends_with("messages\r\n"), "{out}");
+}
