@@ -6,14 +6,20 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::postfix::{Postfix, available, free_port, strip_postfix_headers};
+use common::postfix::{
+    Postfix, SASL_PASSWORD, SASL_USER, available, free_port, strip_postfix_headers,
+};
 use common::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use postroom_queue::transport::SmtpTransport;
 use postroom_queue::{Destination, Envelope, Queue, Recipient};
-use postroom_smtp_client::{CertCheck, Relay, SendOptions, Timeouts, TlsMode};
+use postroom_smtp_client::{CertCheck, Credentials, Relay, SendOptions, Timeouts, TlsMode};
 
 fn smarthost(postfix: &Postfix) -> Arc<SmtpTransport> {
+    smarthost_with_auth(postfix, None)
+}
+
+fn smarthost_with_auth(postfix: &Postfix, auth: Option<(&str, &str)>) -> Arc<SmtpTransport> {
     let relay = Relay::Smarthost {
         host: "127.0.0.1".into(),
         port: postfix.port,
@@ -21,7 +27,10 @@ fn smarthost(postfix: &Postfix) -> Arc<SmtpTransport> {
         cert: CertCheck::Verify {
             extra_ca_file: Some(postfix.ca_file.clone()),
         },
-        auth: None,
+        auth: auth.map(|(u, p)| Credentials {
+            username: u.into(),
+            password: p.into(),
+        }),
     };
     let options = SendOptions {
         helo_name: "gw.office.example".into(),
@@ -330,6 +339,89 @@ async fn restart_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
     ids.dedup();
     assert_eq!(ids.len(), N, "each message exactly once");
 
+    let _ = stop.send(());
+    runner.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_with_sasl_auth_relays_after_starttls_and_auth() {
+    if !available() {
+        return;
+    }
+    let mut postfix = Postfix::configure_with_sasl(free_port());
+    postfix.start();
+    let dir = tempfile::tempdir().unwrap();
+    let transport = smarthost_with_auth(&postfix, Some((SASL_USER, SASL_PASSWORD)));
+    let h = open_queue(dir.path(), &config(60), transport, None);
+    let (runner, stop) = spawn_runner(&h.queue);
+
+    let original = message(7);
+    h.queue
+        .enqueue(
+            Envelope::new(
+                "alice@office.example",
+                vec![remote("bob@elsewhere.example")],
+            ),
+            original.clone(),
+        )
+        .await
+        .unwrap();
+    eventually("delivery at Postfix", 60, || {
+        postfix.delivered("bob").len() == 1
+    })
+    .await;
+    let (added, rest) = strip_postfix_headers(&postfix.delivered("bob")[0]);
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        String::from_utf8_lossy(&crlf_to_lf(&original))
+    );
+    let received = added.iter().find(|l| l.starts_with("Received:")).unwrap();
+    // RFC 3848: ESMTPSA is ESMTP with STARTTLS and AUTH.
+    assert!(received.contains("ESMTPSA"), "{received}");
+    eventually("queue empty", 20, || h.queue.list().unwrap().is_empty()).await;
+    let _ = stop.send(());
+    runner.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smarthost_refusing_our_password_defers_instead_of_bouncing() {
+    if !available() {
+        return;
+    }
+    let mut postfix = Postfix::configure_with_sasl(free_port());
+    postfix.start();
+    let dir = tempfile::tempdir().unwrap();
+    let transport = smarthost_with_auth(&postfix, Some((SASL_USER, "wrong")));
+    let h = open_queue(dir.path(), &config(1), transport, None);
+    let (runner, stop) = spawn_runner(&h.queue);
+
+    let id = h
+        .queue
+        .enqueue(
+            Envelope::new(
+                "alice@office.example",
+                vec![remote("bob@elsewhere.example")],
+            ),
+            message(8),
+        )
+        .await
+        .unwrap();
+    eventually("two refused attempts", 60, || {
+        h.queue.entry(id).unwrap().is_some_and(|e| e.attempts >= 2)
+    })
+    .await;
+    let entry = h.queue.entry(id).unwrap().unwrap();
+    let error = entry.last_error.clone().unwrap_or_default();
+    assert!(
+        error.contains("535"),
+        "the smarthost's refusal is kept: {error}"
+    );
+    assert!(entry.has_pending());
+    assert!(postfix.delivered("bob").is_empty());
+    assert!(
+        h.mailboxes.messages("alice").is_empty(),
+        "no bounce for our own password problem"
+    );
     let _ = stop.send(());
     runner.await.unwrap();
 }

@@ -34,11 +34,28 @@ pub struct Postfix {
     pub port: u16,
     pub ca_file: PathBuf,
     running: bool,
+    /// A private Dovecot that answers Postfix's SASL questions (AUTH PLAIN/LOGIN).
+    sasl: bool,
+    dovecot_running: bool,
 }
+
+/// The one account of the SASL smarthost.
+pub const SASL_USER: &str = "alice@office.example";
+pub const SASL_PASSWORD: &str = "s3cret";
 
 impl Postfix {
     /// Writes the configuration (with a TLS certificate for 127.0.0.1) without starting.
     pub fn configure(port: u16) -> Postfix {
+        Postfix::build(port, false)
+    }
+
+    /// Like [`Postfix::configure`], but relaying only for clients that authenticated with
+    /// AUTH over TLS (Dovecot SASL); loopback is not trusted.
+    pub fn configure_with_sasl(port: u16) -> Postfix {
+        Postfix::build(port, true)
+    }
+
+    fn build(port: u16, sasl: bool) -> Postfix {
         let root = tempfile::Builder::new()
             .prefix("postfix-")
             .tempdir()
@@ -67,7 +84,7 @@ impl Postfix {
 
         let uid = id("-u");
         let gid = id("-g");
-        let main_cf = format!(
+        let mut main_cf = format!(
             "compatibility_level = 3.6\n\
              queue_directory = {q}\n\
              data_directory = {d}\n\
@@ -100,6 +117,41 @@ impl Postfix {
             d = r.join("data").display(),
             r = r.display(),
         );
+        if sasl {
+            let dv = r.join("dovecot");
+            std::fs::create_dir_all(dv.join("run")).unwrap();
+            std::fs::create_dir_all(dv.join("state")).unwrap();
+            std::fs::write(
+                dv.join("dovecot.conf"),
+                format!(
+                    "protocols =\nbase_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/log\n\
+                     auth_mechanisms = plain login\nssl = no\n\
+                     passdb {{\n  driver = passwd-file\n  args = scheme=PLAIN {d}/passwd\n}}\n\
+                     userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}\n}}\n\
+                     service auth {{\n  unix_listener auth-client {{\n    path = {d}/auth-client\n\
+                         mode = 0666\n  }}\n}}\n",
+                    d = dv.display()
+                ),
+            )
+            .unwrap();
+            std::fs::write(
+                dv.join("passwd"),
+                format!("{SASL_USER}:{{PLAIN}}{SASL_PASSWORD}\n"),
+            )
+            .unwrap();
+            main_cf.push_str(&format!(
+                "smtpd_sasl_auth_enable = yes\n\
+                 smtpd_sasl_type = dovecot\n\
+                 smtpd_sasl_path = {}/auth-client\n\
+                 smtpd_tls_auth_only = yes\n\
+                 mynetworks = 192.0.2.1/32\n\
+                 smtpd_relay_restrictions = permit_sasl_authenticated, reject\n\
+                 smtpd_recipient_restrictions = check_recipient_access texthash:{}/etc/rcpt_access, \
+                    permit_sasl_authenticated, reject\n",
+                dv.display(),
+                r.display()
+            ));
+        }
         std::fs::write(r.join("etc/main.cf"), main_cf).unwrap();
         std::fs::write(
             r.join("etc/vmailbox"),
@@ -148,10 +200,38 @@ impl Postfix {
             port,
             ca_file,
             running: false,
+            sasl,
+            dovecot_running: false,
         }
     }
 
     pub fn start(&mut self) {
+        if self.sasl && !self.dovecot_running {
+            let dv = self.root.path().join("dovecot");
+            // The daemon keeps the fds it was given: no pipes, or waiting for their end hangs.
+            let status = Command::new("/usr/sbin/dovecot")
+                .arg("-c")
+                .arg(dv.join("dovecot.conf"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("dovecot (for SASL) is installed");
+            assert!(
+                status.success(),
+                "dovecot did not start: {}",
+                self.dovecot_log()
+            );
+            self.dovecot_running = true;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while !dv.join("auth-client").exists() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "dovecot auth did not start"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let out = Command::new("/usr/sbin/postfix")
             .arg("-c")
             .arg(self.root.path().join("etc"))
@@ -214,6 +294,10 @@ impl Postfix {
             .collect()
     }
 
+    fn dovecot_log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("dovecot/log")).unwrap_or_default()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.path().join("maillog")).unwrap_or_default()
     }
@@ -222,6 +306,24 @@ impl Postfix {
 impl Drop for Postfix {
     fn drop(&mut self) {
         self.stop();
+        if self.dovecot_running {
+            let dv = self.root.path().join("dovecot");
+            let _ = Command::new("/usr/bin/doveadm")
+                .arg("-c")
+                .arg(dv.join("dovecot.conf"))
+                .arg("stop")
+                .output();
+            // doveadm stop signals the master; wait (bounded) until it has gone.
+            let pid_file = dv.join("run/master.pid");
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while let Ok(pid) = std::fs::read_to_string(&pid_file) {
+                let alive = Path::new("/proc").join(pid.trim()).exists();
+                if !alive || std::time::Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
 
