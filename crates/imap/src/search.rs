@@ -81,6 +81,20 @@ impl Context<'_> {
             .any(|(_, v)| v.to_lowercase().contains(&needle))
     }
 
+    /// Whether a text part, with its transfer encoding undone and its charset converted,
+    /// holds the needle (base64 or quoted-printable bodies, non-UTF-8 charsets).
+    fn decoded_text_has(&mut self, needle: &[u8]) -> bool {
+        let needle = String::from_utf8_lossy(needle).to_lowercase();
+        let Some(l) = self.load() else { return false };
+        let Some(msg) = mail_parser::MessageParser::default().parse(&l.bytes[..]) else {
+            return false;
+        };
+        msg.parts
+            .iter()
+            .filter_map(|part| part.text_contents())
+            .any(|text| text.to_lowercase().contains(&needle))
+    }
+
     fn decoded_headers(&mut self) -> &[(String, String)] {
         if self.decoded.is_none() {
             let mut out = Vec::new();
@@ -173,12 +187,19 @@ impl Context<'_> {
             }
             K::Body(s) => {
                 let needle = s.as_ref().to_vec();
-                self.load()
-                    .is_some_and(|l| contains_ci(&l.bytes[l.root.body.clone()], &needle))
+                let raw = self
+                    .load()
+                    .is_some_and(|l| contains_ci(&l.bytes[l.root.body.clone()], &needle));
+                raw || self.decoded_text_has(&needle)
             }
             K::Text(s) => {
                 let needle = s.as_ref().to_vec();
-                self.load().is_some_and(|l| contains_ci(&l.bytes, &needle))
+                let raw = self.load().is_some_and(|l| contains_ci(&l.bytes, &needle));
+                raw || self.decoded_text_has(&needle)
+                    || self.decoded_headers().iter().any(|(_, v)| {
+                        v.to_lowercase()
+                            .contains(&String::from_utf8_lossy(&needle).to_lowercase())
+                    })
             }
             K::Not(k) => !self.matches(k),
             K::Or(a, b) => self.matches(a) || self.matches(b),
@@ -186,9 +207,8 @@ impl Context<'_> {
     }
 }
 
-/// Case-insensitive (ASCII) substring search. Not yet: decoding of encoded words and
-/// transfer encodings before matching; clients searching non-ASCII text in encoded headers
-/// find nothing.
+/// Case-insensitive (ASCII) substring search on raw bytes; the callers also try the decoded
+/// text.
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;

@@ -470,3 +470,20 @@ fn search_finds_text_inside_latin2_encoded_words() {
     let (out, _) = send_bytes(&mut s, &command);
     assert!(out.contains("* SEARCH 1\r\n"), "{out}");
 }
+
+#[test]
+fn search_body_looks_inside_quoted_printable_and_base64() {
+    let h = Harness::new();
+    h.deliver(&case("mime-latin2-encoded-words.eml"));
+    h.deliver(b"Subject: b64\r\nContent-Transfer-Encoding: base64\r\n\r\nc2VjcmV0IHBsYW5z\r\n");
+    let mut s = h.logged_in();
+    send(&mut s, "s SELECT INBOX\r\n");
+    let word = "Dobrý".as_bytes();
+    let mut command = format!("a SEARCH CHARSET UTF-8 BODY {{{}+}}\r\n", word.len()).into_bytes();
+    command.extend_from_slice(word);
+    command.extend_from_slice(b"\r\n");
+    let (out, _) = send_bytes(&mut s, &command);
+    assert!(out.contains("* SEARCH 1\r\n"), "{out}");
+    let out = send(&mut s, "b SEARCH TEXT \"secret plans\"\r\n");
+    assert!(out.contains("* SEARCH 2\r\n"), "{out}");
+}
