@@ -341,10 +341,7 @@ fn id(flag: &str) -> String {
 pub fn strip_postfix_headers(delivered: &[u8]) -> (Vec<String>, Vec<u8>) {
     let mut added = Vec::new();
     let mut rest = delivered;
-    loop {
-        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
-            break;
-        };
+    while let Some(end) = rest.iter().position(|&b| b == b'\n') {
         let line = String::from_utf8_lossy(&rest[..end]).into_owned();
         let is_ours = line.starts_with("Return-Path:")
             || line.starts_with("X-Original-To:")
