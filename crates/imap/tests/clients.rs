@@ -491,6 +491,26 @@ fn mbsync_syncs_both_ways_flags_and_moves_and_a_second_sync_changes_nothing() {
         .unwrap();
     assert_eq!(inbox_snap.messages.len(), 1);
 
+    // A message moved on the server (as IMAP MOVE does: copy, then expunge) arrives in the
+    // local Junk folder and leaves the local INBOX.
+    let inbox_box = s.store.mailbox("alice", "INBOX").unwrap();
+    let left = inbox_box.snapshot(false).unwrap().messages.remove(0);
+    let bytes = std::fs::read(&left.path).unwrap();
+    let junk = s.store.mailbox("alice", "Junk").unwrap();
+    junk.append(&mut &bytes[..], &left.flags, None).unwrap();
+    inbox_box.expunge(&[left.unique.clone()]).unwrap();
+    sync();
+    assert_eq!(local_files(&inbox).len(), 0, "{:?}", local_files(&inbox));
+    let moved = local_files(&local.join("Junk"));
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let local_copy = std::fs::read(local.join("Junk").join(&moved[0])).unwrap();
+    // mbsync stores LF line ends and adds its X-TUID header.
+    let text = String::from_utf8_lossy(&local_copy);
+    assert!(
+        text.contains("Subject: hello\n") && text.ends_with(".hidden line\n"),
+        "{text}"
+    );
+
     // Nothing left to do: a second sync changes neither side.
     let before = (
         server_state(&s.store),

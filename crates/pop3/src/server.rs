@@ -92,6 +92,7 @@ async fn connection(
     }
     if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
         let tls = acceptor.accept(tcp).await?;
+        tracing::Span::current().record("tls", true);
         session.tls_started();
         drive(tls, session, false, stop).await?;
     }
