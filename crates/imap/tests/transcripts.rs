@@ -487,3 +487,50 @@ fn search_body_looks_inside_quoted_printable_and_base64() {
     let out = send(&mut s, "b SEARCH TEXT \"secret plans\"\r\n");
     assert!(out.contains("* SEARCH 2\r\n"), "{out}");
 }
+
+#[test]
+fn sections_of_an_attached_message_are_numbered_as_rfc3501_says() {
+    let h = Harness::new();
+    let msg = b"Subject: fwd\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\n\r\nsee attached\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\n\r\nplain\r\n--i\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--i--\r\n--o--\r\n";
+    h.deliver(msg);
+    let mut s = h.logged_in();
+    send(&mut s, "s SELECT INBOX\r\n");
+    let out = send(
+        &mut s,
+        "f FETCH 1 (BODY.PEEK[2.HEADER] BODY.PEEK[2.1] BODY.PEEK[2.2] BODY.PEEK[1])\r\n",
+    );
+    assert!(
+        out.contains("BODY[2.HEADER] {67}\r\nSubject: inner\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("BODY[2.1] {5}\r\nplain"), "{out}");
+    assert!(out.contains("BODY[2.2] {11}\r\n<p>html</p>"), "{out}");
+    assert!(out.contains("BODY[1] {12}\r\nsee attached"), "{out}");
+    let out = send(&mut s, "g FETCH 1 BODYSTRUCTURE\r\n");
+    assert!(
+        out.contains("\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("(\"inner\"") || out.contains("NIL \"inner\""),
+        "{out}"
+    );
+    assert!(out.contains("\"ALTERNATIVE\""), "{out}");
+}
+
+#[test]
+fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
+    let h = Harness::new();
+    h.deliver(b"Subject: a\r\n\r\nx\r\n");
+    let mut s = h.logged_in();
+    let out = send(&mut s, "r RENAME INBOX Old\r\n");
+    assert!(out.contains("r OK"), "{out}");
+    let out = send(
+        &mut s,
+        "t STATUS INBOX (MESSAGES)\r\nu STATUS Old (MESSAGES)\r\n",
+    );
+    assert!(
+        out.contains("\"INBOX\" (MESSAGES 0)") && out.contains("\"Old\" (MESSAGES 1)"),
+        "{out}"
+    );
+}
