@@ -249,12 +249,12 @@ impl Queue {
     /// Whether remote mail is waiting: in on-demand mode the mail component asks for the link
     /// when this is true.
     pub fn wants_link(&self) -> Result<bool, Error> {
-        Ok(self.inner.store.all()?.iter().any(|e| {
-            e.recipients.iter().any(|r| {
-                r.status == Status::Pending
-                    && matches!(r.recipient.destination, Destination::Remote { .. })
-            })
-        }))
+        Ok(self
+            .inner
+            .store
+            .schedule()
+            .iter()
+            .any(|(_, due)| due.remote))
     }
 
     /// Every entry, with From and Subject decoded from the spooled headers.
@@ -388,22 +388,18 @@ impl Queue {
         let flush = self.inner.flush_requested.swap(false, Ordering::SeqCst);
         let held = self.is_held();
         let mut next_due: Option<u64> = None;
-        for entry in self.inner.store.all()? {
-            if !entry.has_pending() {
+        for (id, due) in self.inner.store.schedule() {
+            if !(due.other || (due.remote && !held)) {
                 continue;
             }
-            let deliverable = entry.recipients.iter().any(|r| {
-                r.status == Status::Pending
-                    && !(held && matches!(r.recipient.destination, Destination::Remote { .. }))
-            });
-            if !deliverable {
+            if !flush && due.next_attempt > now {
+                next_due = Some(next_due.map_or(due.next_attempt, |t| t.min(due.next_attempt)));
                 continue;
             }
-            if !flush && entry.next_attempt > now {
-                next_due = Some(next_due.map_or(entry.next_attempt, |t| t.min(entry.next_attempt)));
+            let Ok(claim) = self.claim(id) else {
                 continue;
-            }
-            let Ok(claim) = self.claim(entry.id) else {
+            };
+            let Some(entry) = self.inner.store.get(id)? else {
                 continue;
             };
             let inner = self.inner.clone();

@@ -1,8 +1,9 @@
 //! Queue records in redb (the shared `mail.redb`), written by one committer thread that
 //! puts everything waiting into one transaction: group commit.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,41 @@ struct Batch {
 pub struct Store {
     db: Arc<Database>,
     writer: Arc<Writer>,
+    schedule: Arc<Mutex<BTreeMap<QueueId, Due>>>,
+}
+
+/// What the runner needs to know of an entry with pending recipients, kept in memory so that
+/// choosing the due entries does not read every record from disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Unix seconds of the next attempt.
+    pub next_attempt: u64,
+    /// Some pending recipient is remote (held while the link is down).
+    pub remote: bool,
+    /// Some pending recipient is local or fax (never held).
+    pub other: bool,
+}
+
+impl Due {
+    /// The summary of an entry, None when nothing is pending.
+    pub fn of(entry: &QueueEntry) -> Option<Due> {
+        let pending = entry
+            .recipients
+            .iter()
+            .filter(|r| r.status == Status::Pending);
+        let (mut remote, mut other) = (false, false);
+        for r in pending {
+            match r.recipient.destination {
+                crate::envelope::Destination::Remote { .. } => remote = true,
+                _ => other = true,
+            }
+        }
+        (remote || other).then_some(Due {
+            next_attempt: entry.next_attempt,
+            remote,
+            other,
+        })
+    }
 }
 
 /// The committer thread's inbox. When the last handle goes, the thread finishes what it has
@@ -145,19 +181,35 @@ impl Store {
             .name("queue-commit".into())
             .spawn(move || committer(thread_db, spool, rx))
             .map_err(|e| Error::io(std::path::Path::new("queue-commit thread"), e))?;
-        Ok(Store {
+        let store = Store {
             db,
             writer: Arc::new(Writer {
                 tx: Some(tx),
                 thread: Some(thread),
             }),
-        })
+            schedule: Arc::new(Mutex::new(BTreeMap::new())),
+        };
+        let mut schedule = BTreeMap::new();
+        for entry in store.all()? {
+            if let Some(due) = Due::of(&entry) {
+                schedule.insert(entry.id, due);
+            }
+        }
+        *store.lock_schedule() = schedule;
+        Ok(store)
     }
 
     /// Applies changes durably (one redb commit, shared with whatever else is waiting). With
     /// `sync_spool`, the spool directory is fsynced first, so new body files are durable
     /// before their records.
     pub async fn apply(&self, ops: Vec<Op>, sync_spool: bool) -> Result<(), Error> {
+        let changes: Vec<(QueueId, Option<Due>)> = ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(entry) => (entry.id, Due::of(entry)),
+                Op::Delete(id) => (*id, None),
+            })
+            .collect();
         let (done, wait) = oneshot::channel();
         let tx = self.writer.tx.as_ref().ok_or(Error::Stopped)?;
         tx.send(Batch {
@@ -167,10 +219,34 @@ impl Store {
         })
         .map_err(|_| Error::Stopped)?;
         match wait.await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                // Changes to one entry come from whoever holds its claim, one at a time, so
+                // they reach the schedule in the order they were committed.
+                let mut schedule = self.lock_schedule();
+                for (id, due) in changes {
+                    match due {
+                        Some(due) => schedule.insert(id, due),
+                        None => schedule.remove(&id),
+                    };
+                }
+                Ok(())
+            }
             Ok(Err(reason)) => Err(Error::Commit(reason)),
             Err(_) => Err(Error::Stopped),
         }
+    }
+
+    /// The entries with pending recipients and when each is due, in id order.
+    pub fn schedule(&self) -> Vec<(QueueId, Due)> {
+        self.lock_schedule()
+            .iter()
+            .map(|(id, due)| (*id, *due))
+            .collect()
+    }
+
+    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, Due>> {
+        // A panic while holding this lock leaves a map that is still whole.
+        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every entry, in id order.
