@@ -281,7 +281,7 @@ async fn connection(
         let Some(acceptor) = shared.tls.clone() else {
             return Ok(());
         };
-        let mut tls = acceptor.accept(stream).await?;
+        let mut tls = handshake(&acceptor, stream, &conn.policy).await?;
         conn.drive(&mut tls).await?;
         return Ok(());
     }
@@ -292,12 +292,29 @@ async fn connection(
             let Some(acceptor) = shared.tls.clone() else {
                 return Ok(());
             };
-            let mut tls = acceptor.accept(stream).await?;
+            let mut tls = handshake(&acceptor, stream, &conn.policy).await?;
             debug!("TLS started");
             conn.session.tls_started();
             match conn.drive(&mut tls).await? {
                 Outcome::Closed | Outcome::StartTls => Ok(()),
             }
+        }
+    }
+}
+
+/// The TLS handshake, bounded by the command timeout: a client that stalls halfway through it
+/// (or never starts it) must not hold its connection slot forever.
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    policy: &Policy,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    let limit = policy.config.limits.command_timeout.duration();
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(tls) => tls,
+        Err(_elapsed) => {
+            info!("TLS handshake timed out");
+            Err(std::io::ErrorKind::TimedOut.into())
         }
     }
 }

@@ -1,0 +1,118 @@
+//! Hostile SMTP clients found by poking a running appliance: each is bounded, and none can keep
+//! honest clients out.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Server;
+use postroom_config::mail::Span;
+
+/// One slot per client address and a short command timeout, so that a stalled connection shows.
+fn server() -> Server {
+    Server::start(|config| {
+        config.mail.limits.max_connections_per_client = 1;
+        config.mail.limits.command_timeout = Span(2);
+    })
+}
+
+/// Reads until the server closes the connection; returns what it sent and how long it took.
+fn until_closed(mut stream: TcpStream) -> (Vec<u8>, Duration) {
+    let start = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return (got, start.elapsed()),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The greeting of a fresh connection: 220 once the slot is free again, 421 while it is taken.
+fn greeting(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn read_reply(stream: &mut TcpStream) -> String {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    // Replies here are single lines.
+    while !got.ends_with(b"\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+#[test]
+fn stalled_tls_handshake_on_submissions_is_dropped_after_the_command_timeout() {
+    let server = server();
+    let addr = server.addresses.submissions;
+
+    // The first bytes of a TLS record header, then silence.
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    assert!(
+        greeting(addr).starts_with("421 "),
+        "the stalled connection holds the client's only slot"
+    );
+
+    let (_, waited) = until_closed(stalled);
+    assert!(
+        waited < Duration::from_secs(30),
+        "a stalled handshake was kept {waited:?}; the command timeout is 2 s"
+    );
+    let mut fresh = TcpStream::connect(addr).unwrap();
+    fresh.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    // With the slot free again the server takes the connection into the handshake (and the
+    // timeout ends it) instead of refusing it with a plain-text 421.
+    let (got, _) = until_closed(fresh);
+    assert!(
+        !got.starts_with(b"421"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[test]
+fn stalled_tls_handshake_after_starttls_is_dropped_after_the_command_timeout() {
+    let server = server();
+    let addr = server.addresses.submission;
+
+    let mut stalled = TcpStream::connect(addr).unwrap();
+    assert!(read_reply(&mut stalled).starts_with("220 "));
+    stalled.write_all(b"EHLO c.example\r\n").unwrap();
+    let mut ehlo = String::new();
+    while !ehlo.contains("250 ") {
+        let line = read_reply(&mut stalled);
+        assert!(!line.is_empty(), "no EHLO reply: {ehlo}");
+        ehlo.push_str(&line);
+    }
+    stalled.write_all(b"STARTTLS\r\n").unwrap();
+    assert!(read_reply(&mut stalled).starts_with("220 "));
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+
+    let (_, waited) = until_closed(stalled);
+    assert!(
+        waited < Duration::from_secs(30),
+        "a stalled handshake was kept {waited:?}; the command timeout is 2 s"
+    );
+    assert!(greeting(addr).starts_with("220 "), "the slot is free again");
+}
