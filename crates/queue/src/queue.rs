@@ -23,6 +23,9 @@ use crate::store::{Op, QueueEntry, RecipientState, Status, Store};
 use crate::summary;
 use crate::transport::{DeliveryJob, Outcome, OutcomeKind, Transport, Transports};
 
+/// The most recipients handed to a transport in one job (one SMTP transaction).
+pub const MAX_RECIPIENTS_PER_JOB: usize = 100;
+
 /// How long deliveries under way may take to finish at shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -535,6 +538,15 @@ impl Inner {
                 None => groups.push((transport, key, vec![i])),
             }
         }
+
+        // RFC 5321 section 4.5.3.1.8: a server need take no more than 100 recipients in one
+        // transaction; more go in further jobs rather than drawing 452s round after round.
+        let groups = groups.into_iter().flat_map(|(transport, key, indices)| {
+            indices
+                .chunks(MAX_RECIPIENTS_PER_JOB)
+                .map(|chunk| (transport.clone(), key.clone(), chunk.to_vec()))
+                .collect::<Vec<_>>()
+        });
 
         let mut deliveries = JoinSet::new();
         for (transport, key, indices) in groups {

@@ -438,3 +438,30 @@ async fn unknown_local_user_bounces_and_fax_goes_to_the_spool() {
     let _ = stop.send(());
     runner.await.unwrap();
 }
+
+#[tokio::test]
+async fn many_recipients_of_one_domain_go_in_transactions_of_at_most_100() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_t = Arc::new(ScriptedRemote::default());
+    let h = open_queue(dir.path(), &config(60), remote_t.clone(), None);
+    let recipients = (0..250)
+        .map(|n| remote(&format!("r{n}@big.example")))
+        .collect();
+    h.queue
+        .enqueue(Envelope::new("a@x.example", recipients), MESSAGE)
+        .await
+        .unwrap();
+    let (runner, stop) = spawn_runner(&h.queue);
+    eventually("queue empty", 30, || h.queue.list().unwrap().is_empty()).await;
+    let sizes: Vec<usize> = remote_t
+        .jobs
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|j| j.recipients.len())
+        .collect();
+    assert_eq!(sizes.iter().sum::<usize>(), 250, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 100), "{sizes:?}");
+    let _ = stop.send(());
+    runner.await.unwrap();
+}
