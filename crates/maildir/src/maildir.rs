@@ -278,6 +278,8 @@ fn check_unique(name: &str) -> Result<()> {
 }
 
 /// A new unique name in the form the Maildir spec suggests: `<secs>.M<usecs>P<pid>Q<n>.<host>`.
+/// The numbers are zero-padded so that names sort in delivery order: file times are coarse
+/// (a few milliseconds), and the UID index breaks ties between equal times by name.
 fn unique_name() -> String {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -288,17 +290,15 @@ fn unique_name() -> String {
         .nodename()
         .to_string_lossy()
         .replace(['/', ':', '.'], "_");
+    unique_name_at(now, n, std::process::id(), &host)
+}
+
+fn unique_name_at(now: std::time::Duration, n: u64, pid: u32, host: &str) -> String {
+    let host = if host.is_empty() { "localhost" } else { host };
     format!(
-        "{}.M{}P{}Q{}.{}",
+        "{}.M{:06}P{pid}Q{n:08}.{host}",
         now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        n,
-        if host.is_empty() {
-            "localhost".to_owned()
-        } else {
-            host
-        }
+        now.subsec_micros()
     )
 }
 
@@ -379,6 +379,21 @@ mod tests {
         let listed = md.list().unwrap();
         assert_eq!(listed[0].flags, flags);
         assert!(!listed[0].in_new);
+    }
+
+    #[test]
+    fn generated_names_sort_in_delivery_order() {
+        use std::time::Duration;
+        let names = [
+            unique_name_at(Duration::new(1_700_000_000, 99_999_000), 9, 42, "box"),
+            unique_name_at(Duration::new(1_700_000_000, 100_000_000), 10, 42, "box"),
+            unique_name_at(Duration::new(1_700_000_000, 100_000_000), 11, 42, "box"),
+            unique_name_at(Duration::new(1_700_000_001, 0), 12, 42, "box"),
+        ];
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
+        assert_eq!(names[0], "1700000000.M099999P42Q00000009.box");
     }
 
     #[test]
