@@ -272,18 +272,66 @@ impl Session {
 }
 
 /// IMAP LIST wildcards (RFC 3501 section 6.3.8): `*` matches anything, `%` anything but the
-/// hierarchy delimiter.
+/// hierarchy delimiter. Dynamic programming over (pattern, name) positions, so a pattern of many
+/// wildcards costs pattern length times name length, not an exponential backtrack.
 pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
-    pub(super) fn go(p: &[u8], n: &[u8]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some((b'*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some((b'%', rest)) => {
-                let stop = n.iter().position(|&c| c == b'.').unwrap_or(n.len());
-                (0..=stop).any(|i| go(rest, &n[i..]))
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    // row[j]: the pattern so far matches the first j bytes of the name.
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for &c in p {
+        let mut next = vec![false; n.len() + 1];
+        match c {
+            b'*' => {
+                let mut reached = false;
+                for j in 0..=n.len() {
+                    reached |= row[j];
+                    next[j] = reached;
+                }
             }
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+            b'%' => {
+                let mut reached = false;
+                for j in 0..=n.len() {
+                    reached |= row[j];
+                    next[j] = reached;
+                    // `%` cannot stretch over a delimiter.
+                    if j < n.len() && n[j] == b'.' {
+                        reached = false;
+                    }
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = row[j - 1] && n[j - 1] == c;
+                }
+            }
         }
+        row = next;
     }
-    go(pattern.as_bytes(), name.as_bytes())
+    row[n.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard;
+
+    #[test]
+    fn list_wildcards_match_as_rfc3501_says() {
+        assert!(wildcard("*", "Archive.2026"));
+        assert!(wildcard("%", "Archive"));
+        assert!(!wildcard("%", "Archive.2026"));
+        assert!(wildcard("Archive.%", "Archive.2026"));
+        assert!(wildcard("A%.2%", "Archive.2026"));
+        assert!(!wildcard("Archive", "Archive.2026"));
+        assert!(wildcard("*6", "Archive.2026"));
+    }
+
+    #[test]
+    fn many_stars_do_not_take_exponential_time() {
+        let pattern = format!("{}x", "*a".repeat(200));
+        let name = "a".repeat(400);
+        let start = std::time::Instant::now();
+        assert!(!wildcard(&pattern, &name));
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
 }
