@@ -18,6 +18,11 @@ use crate::{Action, Limits, Session};
 /// minutes before an autologout.
 const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
 
+/// How long a TLS handshake may take. A client that stalls in the middle of one (or never
+/// sends a byte to the implicit-TLS port) is dropped, instead of holding its connection until
+/// the autologout timer, which only starts once the session runs.
+const HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// How often an idling session rescans its mailbox even without a notice, so mail delivered by
 /// another process (or straight into the Maildir) is announced within a second.
 const IDLE_RESCAN: Duration = Duration::from_millis(400);
@@ -91,17 +96,27 @@ async fn connection(
     );
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
-        let tls = acceptor.accept(tcp).await?;
+        let tls = handshake(&acceptor, tcp).await?;
         drive(tls, session, true, stop).await?;
         return Ok(());
     }
     if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
-        let tls = acceptor.accept(tcp).await?;
+        let tls = handshake(&acceptor, tcp).await?;
         tracing::Span::current().record("tls", true);
         session.tls_started();
         drive(tls, session, false, stop).await?;
     }
     Ok(())
+}
+
+/// The TLS handshake, bounded by [`HANDSHAKE`].
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp))
+        .await
+        .unwrap_or_else(|_elapsed| Err(std::io::ErrorKind::TimedOut.into()))
 }
 
 fn peer_ip(peer: SocketAddr) -> IpAddr {
@@ -127,6 +142,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         let n = if session.is_idle() {
             let mut tick = tokio::time::interval(IDLE_RESCAN);
             tick.tick().await;
+            // RFC 2177 section 3: clients re-issue IDLE at least every 29 minutes, so one that
+            // stays silent longer is gone (a half-open connection) and is logged out.
+            let give_up = tokio::time::Instant::now() + AUTOLOGOUT;
             loop {
                 let changed = async {
                     match session.watch() {
@@ -141,6 +159,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     _ = changed => {}
                     _ = tick.tick() => {}
                     _ = stopped(&mut stop) => return shut_down(stream).await,
+                    _ = tokio::time::sleep_until(give_up) => {
+                        stream.write_all(b"* BYE autologout\r\n").await?;
+                        return Ok(None);
+                    }
                 }
                 let updates = blocking(|| session.poll_idle());
                 if !updates.is_empty() {
