@@ -211,7 +211,7 @@ impl App {
             mail.clone(),
             users,
             Arc::clone(&smtp_limiter),
-            Arc::new(QueueIntake::new(queue.clone())),
+            Arc::new(QueueIntake::new(queue.clone(), store.clone())),
             Some(TlsAcceptor::from(tls)),
         ));
         let services = Services::start(listeners, Arc::clone(&shared), queue.clone(), access)?;

@@ -171,3 +171,107 @@ fn uids_and_uidvalidity_stay_the_same_across_a_restart_of_postroom_mail() {
     assert!(seen[0].contains("[b'1 2 3']"), "{}", seen[0]);
     assert!(seen[0].contains("Subject: third"), "{}", seen[0]);
 }
+
+const CONCURRENT_CLIENTS: &str = r#"
+import imaplib, poplib, smtplib, ssl, sys, threading
+smtp_port, imaps_port, pop3s_port, password = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+ctx = ssl._create_unverified_context()
+N = 20
+done = threading.Event()
+errors = []
+
+def sender():
+    try:
+        for i in range(N):
+            s = smtplib.SMTP("127.0.0.1", smtp_port)
+            s.sendmail("lena@sender.example", ["alice@office.example"],
+                       "From: lena@sender.example\r\nSubject: burst %02d\r\n\r\nbody %02d\r\n" % (i, i))
+            s.quit()
+    except Exception as e:
+        errors.append("smtp: %r" % e)
+    finally:
+        done.set()
+
+def imap_flags():
+    try:
+        m = imaplib.IMAP4_SSL("127.0.0.1", imaps_port, ssl_context=ctx)
+        m.login("alice", password)
+        m.select("INBOX")
+        k = 0
+        while not done.is_set():
+            m.noop()
+            typ, data = m.search(None, "ALL")
+            if data[0]:
+                m.store("1:*", "+FLAGS" if k % 2 == 0 else "-FLAGS", "(\\Flagged)")
+            k += 1
+        m.logout()
+    except Exception as e:
+        errors.append("imap: %r" % e)
+
+def pop3_reader():
+    try:
+        while not done.is_set():
+            p = poplib.POP3_SSL("127.0.0.1", pop3s_port, context=ctx)
+            p.user("alice"); p.pass_(password)
+            count, _ = p.stat()
+            for n in range(1, count + 1):
+                p.retr(n)
+            p.quit()
+    except Exception as e:
+        errors.append("pop3: %r" % e)
+
+threads = [threading.Thread(target=f) for f in (sender, imap_flags, pop3_reader)]
+for t in threads: t.start()
+for t in threads: t.join()
+assert not errors, errors
+print("clients done")
+"#;
+
+#[test]
+fn imap_and_pop3_sessions_during_smtp_delivery_lose_nothing() {
+    if !require("python3") {
+        return;
+    }
+    let server = common::Server::start(|_| {});
+    let (ok, out) = common::run(
+        "python3",
+        &[
+            "-c",
+            CONCURRENT_CLIENTS,
+            &server.addresses.smtp.port().to_string(),
+            &server.addresses.imaps.port().to_string(),
+            &server.addresses.pop3s.port().to_string(),
+            common::PASSWORD,
+        ],
+        None,
+    );
+    assert!(ok && out.contains("clients done"), "{out}");
+
+    // Every message arrived once, and IMAP lists them with UIDs 1..=20 and their subjects.
+    let script = r#"
+import imaplib, ssl, sys
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ssl._create_unverified_context())
+m.login("alice", sys.argv[2])
+m.select("INBOX")
+typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+subjects = sorted(part[1].decode().strip() for part in data if isinstance(part, tuple))
+print(m.uid("SEARCH", "ALL")[1][0].decode())
+print("|".join(subjects))
+"#;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let expected: Vec<String> = (0..20).map(|i| format!("Subject: burst {i:02}")).collect();
+    let uids: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    loop {
+        let port = server.addresses.imaps.port().to_string();
+        let (ok, out) = common::run("python3", &["-c", script, &port, common::PASSWORD], None);
+        assert!(ok, "{out}");
+        let mut lines = out.lines();
+        let (found_uids, subjects) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+        if subjects == expected.join("|") {
+            assert_eq!(found_uids, uids.join(" "));
+            break;
+        }
+        assert!(Instant::now() < deadline, "messages missing: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
