@@ -622,3 +622,37 @@ fn open_session_gets_421_when_the_component_stops() {
     reader.read_to_string(&mut rest).unwrap();
     assert!(rest.starts_with("421 4.3.2"), "{rest}");
 }
+
+#[test]
+fn mixed_message_is_in_the_maildir_at_once_and_its_remote_copy_in_the_queue() {
+    if !require("swaks") {
+        return;
+    }
+    let server = Server::start(|c| {
+        c.mail.trusted_networks = vec!["127.0.0.0/8".parse().unwrap()];
+    });
+    let (ok, out) = run(
+        "swaks",
+        &[
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &port(server.addresses.smtp),
+            "--from",
+            "scanner@office.example",
+            "--to",
+            "bob@office.example,x@elsewhere.example,Bob@office.example",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert_eq!(server.inbox("bob").len(), 1);
+    assert_eq!(server.queued_remote(), ["x@elsewhere.example"]);
+    let listing = server.queue();
+    assert_eq!(listing.entries.len(), 1);
+    assert_eq!(
+        listing.entries[0].recipients.len(),
+        1,
+        "the local copy was queued too"
+    );
+}
