@@ -17,6 +17,11 @@ use crate::{Action, Session};
 /// RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes.
 const AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
 
+/// How long a TLS handshake may take. A client that stalls in the middle of one (or never
+/// sends a byte to the implicit-TLS port) is dropped, instead of holding its connection until
+/// the autologout timer, which only starts once the session runs.
+const HANDSHAKE: Duration = Duration::from_secs(30);
+
 /// Everything a listener needs; shared by all connections.
 pub struct Context {
     /// The message store.
@@ -65,6 +70,16 @@ pub async fn serve(
     }
 }
 
+/// The TLS handshake, bounded by [`HANDSHAKE`].
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+) -> std::io::Result<tokio_rustls::server::TlsStream<TcpStream>> {
+    tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp))
+        .await
+        .unwrap_or_else(|_elapsed| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
 async fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -86,12 +101,12 @@ async fn connection(
     );
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
-        let tls = acceptor.accept(tcp).await?;
+        let tls = handshake(&acceptor, tcp).await?;
         drive(tls, session, true, stop).await?;
         return Ok(());
     }
     if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
-        let tls = acceptor.accept(tcp).await?;
+        let tls = handshake(&acceptor, tcp).await?;
         tracing::Span::current().record("tls", true);
         session.tls_started();
         drive(tls, session, false, stop).await?;
