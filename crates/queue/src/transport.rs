@@ -214,12 +214,18 @@ impl<M: Mailboxes> Transport for LocalTransport<M> {
 pub struct SmtpTransport {
     relay: Relay,
     options: SendOptions,
+    /// For MX delivery without a resolver in `options`: one built on first use and shared.
+    resolver: std::sync::OnceLock<Option<Arc<smtp::TokioResolver>>>,
 }
 
 impl SmtpTransport {
     /// An SMTP transport.
     pub fn new(relay: Relay, options: SendOptions) -> SmtpTransport {
-        SmtpTransport { relay, options }
+        SmtpTransport {
+            relay,
+            options,
+            resolver: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -245,8 +251,18 @@ impl Transport for SmtpTransport {
                 size: job.body.len() as u64,
                 eight_bit: job.body.iter().any(|&b| b >= 0x80),
             };
-            let sent =
-                smtp::send(&self.relay, &self.options, &domain, transaction, &job.body).await;
+            let mut options = self.options.clone();
+            if matches!(self.relay, Relay::Mx { .. }) && options.resolver.is_none() {
+                let shared = self.resolver.get_or_init(|| match smtp::mx::system_resolver() {
+                    Ok(r) => Some(r),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no DNS resolver; MX delivery will be retried");
+                        None
+                    }
+                });
+                options.resolver = shared.clone();
+            }
+            let sent = smtp::send(&self.relay, &options, &domain, transaction, &job.body).await;
             sent.outcomes
                 .into_iter()
                 .map(|o| {

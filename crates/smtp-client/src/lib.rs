@@ -14,6 +14,8 @@ pub mod mx;
 pub mod reply;
 pub mod tls;
 
+pub use hickory_resolver::TokioResolver;
+
 pub use client::{Credentials, RecipientOutcome, SessionConfig, TlsMode, Transaction};
 pub use driver::{Relay, SendOptions, Sent, Timeouts, send};
 pub use reply::Reply;

@@ -4,6 +4,17 @@ use hickory_resolver::TokioResolver;
 
 use crate::Error;
 
+/// A resolver from the system's settings (/etc/resolv.conf), to be built once and shared, so
+/// that its cache serves every delivery.
+pub fn system_resolver() -> Result<std::sync::Arc<TokioResolver>, Error> {
+    let builder = TokioResolver::builder_tokio().map_err(|e| Error::NoRoute {
+        domain: String::new(),
+        reason: format!("cannot read the DNS settings: {e}"),
+        permanent: false,
+    })?;
+    Ok(std::sync::Arc::new(builder.build()))
+}
+
 /// Orders MX records by preference, lowest first (RFC 5321 section 5.1). Records of equal
 /// preference keep the order DNS gave them, which resolvers already shuffle.
 ///
