@@ -120,7 +120,7 @@ async fn relayed_message_arrives_byte_for_byte_over_starttls() {
         )
         .await
         .unwrap();
-    eventually("delivery at Postfix", 60, || {
+    eventually("delivery at Postfix", 120, || {
         postfix.delivered("bob").len() == 1
     })
     .await;
@@ -171,11 +171,14 @@ async fn smarthost_refusal_gives_the_sender_a_report_with_the_remote_reply() {
         ],
     );
     h.queue.enqueue(env, message(2)).await.unwrap();
-    eventually("failure notice for alice", 60, || {
+    eventually("failure notice for alice", 120, || {
         h.mailboxes.messages("alice").len() == 1
     })
     .await;
-    eventually("carol's copy", 60, || postfix.delivered("carol").len() == 1).await;
+    eventually("carol's copy", 120, || {
+        postfix.delivered("carol").len() == 1
+    })
+    .await;
     assert!(postfix.delivered("refuse").is_empty());
 
     let notice = &h.mailboxes.messages("alice")[0];
@@ -252,7 +255,7 @@ async fn smarthost_down_keeps_the_message_queued_until_it_is_back() {
     );
 
     postfix.start();
-    eventually("delivery once the smarthost is back", 60, || {
+    eventually("delivery once the smarthost is back", 120, || {
         postfix.delivered("bob").len() == 1
     })
     .await;
@@ -301,7 +304,7 @@ async fn restart_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
         );
         let (runner, stop) = spawn_runner(&h.queue);
         h.queue.flush();
-        eventually("some delivered", 60, || h.queue.list().unwrap().len() < N).await;
+        eventually("some delivered", 120, || h.queue.list().unwrap().len() < N).await;
         let _ = stop.send(());
         runner.await.unwrap();
     }
@@ -316,11 +319,11 @@ async fn restart_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
         "every message is either delivered or still queued"
     );
     let (runner, stop) = spawn_runner(&h.queue);
-    eventually("queue empty after restart", 60, || {
+    eventually("queue empty after restart", 120, || {
         h.queue.list().unwrap().is_empty()
     })
     .await;
-    eventually("all delivered", 60, || postfix.delivered("bob").len() >= N).await;
+    eventually("all delivered", 120, || postfix.delivered("bob").len() >= N).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut ids: Vec<String> = postfix
@@ -366,7 +369,7 @@ async fn smarthost_with_sasl_auth_relays_after_starttls_and_auth() {
         )
         .await
         .unwrap();
-    eventually("delivery at Postfix", 60, || {
+    eventually("delivery at Postfix", 120, || {
         postfix.delivered("bob").len() == 1
     })
     .await;
@@ -406,7 +409,7 @@ async fn smarthost_refusing_our_password_defers_instead_of_bouncing() {
         )
         .await
         .unwrap();
-    eventually("two refused attempts", 60, || {
+    eventually("two refused attempts", 120, || {
         h.queue.entry(id).unwrap().is_some_and(|e| e.attempts >= 2)
     })
     .await;
