@@ -42,6 +42,8 @@ WORK=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/postroom-bench-imap.XXXXXX")
 chmod 755 "$WORK"
 cleanup() {
     local status=$?
+    set +e
+    trap - ERR
     stop_postroom
     stop_dovecot
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
@@ -209,13 +211,13 @@ def bench(postroom_port, dovecot_port, count, rounds):
     for r in range(rounds):
         label = "cold (first session)" if r == 0 else f"warm (session {r + 1})"
         print(f"{label}:")
-        print(f"  {'step':<20} {'postroom s':>11} {'dovecot s':>11} {'dovecot/postroom':>17}")
+        print(f"  {'step':<20} {'postroom s':>11} {'dovecot s':>11} {'speed postroom/dovecot':>23}")
         for step in steps:
             p, d = results["postroom"][r][step], results["dovecot"][r][step]
-            print(f"  {step:<20} {p:>11.3f} {d:>11.3f} {d / p:>16.2f}x")
+            print(f"  {step:<20} {p:>11.3f} {d:>11.3f} {d / p:>22.2f}x")
         p = sum(results["postroom"][r][s] for s in ("fetch all headers", "fetch all bodies"))
         d = sum(results["dovecot"][r][s] for s in ("fetch all headers", "fetch all bodies"))
-        print(f"  {'headers+bodies':<20} {p:>11.3f} {d:>11.3f} {d / p:>16.2f}x")
+        print(f"  {'headers+bodies':<20} {p:>11.3f} {d:>11.3f} {d / p:>22.2f}x")
     if not same:
         sys.exit(1)
 

@@ -26,6 +26,8 @@ need_program ss
 WORK=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/postroom-bench-memory.XXXXXX")
 cleanup() {
     local status=$?
+    set +e
+    trap - ERR
     stop_postroom
     if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
     exit "$status"

@@ -2,7 +2,8 @@
 # bench-smtp.sh: Postroom against Postfix, SMTP in, Maildir out, on this machine, taking turns.
 #
 # Needs: root (Postfix's master starts as root); postfix with smtp-source (/usr/sbin/smtp-source,
-# from the Debian postfix package); cargo (builds `postroom` in release); awk, ss, find.
+# from the Debian postfix package); cargo (builds `postroom` in release); awk, ss, find; strace
+# or perf only with STRACE=1 or PERF=1.
 #
 # Usage: scripts/bench-smtp.sh [SESSIONS] [MESSAGES] [SIZE]
 #   SESSIONS  parallel SMTP sessions of smtp-source (default 20)
@@ -12,6 +13,12 @@
 #   ROUNDS=3          runs per side; the sides take turns (P=Postfix, R=Postroom: PR RP PR ...)
 #   POSTROOM_BIN=...  use this binary instead of building one (`cargo build --release`)
 #   KEEP=1            keep the temp directory (configs, logs, Maildirs) for a look afterwards
+#   STRACE=1          count system calls with `strace -c -f` attached to each side's process
+#                     tree during its runs, and print fsync/fdatasync/rename/... per message
+#                     (strace slows both sides a lot: the rates of such a run mean nothing)
+#   PERF=1            sample each side's process tree with `perf record -e cpu-clock -g` during
+#                     its runs and print the top of `perf report` (for names, point
+#                     POSTROOM_BIN at a build with symbols: CARGO_PROFILE_RELEASE_STRIP=false)
 #   BENCH_TMP=DIR     where the temp directory goes (default $TMPDIR or /tmp); both sides'
 #                     queues and Maildirs are under it, so on the same file system
 #
@@ -46,12 +53,20 @@ need_program postfix
 need_program smtp-source
 need_program awk
 need_program ss
+if [ "${STRACE:-0}" = 1 ]; then need_program strace; fi
+if [ "${PERF:-0}" = 1 ]; then need_program perf; fi
 
 WORK=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/postroom-bench-smtp.XXXXXX")
 chmod 755 "$WORK"
 SAMPLER_PID=
+STRACE_PID=
+PERF_PID=
 cleanup() {
     local status=$?
+    set +e
+    trap - ERR
+    [ -n "$PERF_PID" ] && kill "$PERF_PID" 2>/dev/null && wait "$PERF_PID" 2>/dev/null
+    [ -n "$STRACE_PID" ] && kill "$STRACE_PID" 2>/dev/null && wait "$STRACE_PID" 2>/dev/null
     [ -n "$SAMPLER_PID" ] && kill "$SAMPLER_PID" 2>/dev/null && wait "$SAMPLER_PID" 2>/dev/null
     kill_smtp_source
     stop_postroom
@@ -95,6 +110,19 @@ run_once() {
     before=$(count_messages "$maildir")
     sample_tree_rss "$root_pid" "$peak_file" &
     SAMPLER_PID=$!
+    if [ "${STRACE:-0}" = 1 ]; then
+        local pid args=()
+        for pid in $(tree_pids "$root_pid"); do args+=(-p "$pid"); done
+        strace -c -f -o "$WORK/strace.$side.$round" "${args[@]}" 2>/dev/null &
+        STRACE_PID=$!
+        sleep 1
+    fi
+    if [ "${PERF:-0}" = 1 ]; then
+        perf record -q -e cpu-clock -g -o "$WORK/perf.$side.$round" \
+            -p "$(tree_pids "$root_pid" | paste -sd,)" >/dev/null 2>&1 &
+        PERF_PID=$!
+        sleep 1
+    fi
     start=$(now)
     SMTP_SOURCE_PID=
     smtp-source -s "$SESSIONS" -m "$MESSAGES" -l "$SIZE" -M bench.example \
@@ -109,7 +137,7 @@ run_once() {
     fi
     SMTP_SOURCE_PID=
     accepted=$(now)
-    deadline=$(awk -v a="$accepted" -v n="$MESSAGES" 'BEGIN { print a + 60 + n / 10 }')
+    deadline=$(awk -v a="$accepted" -v n="$MESSAGES" 'BEGIN { printf "%.3f", a + 60 + n / 10 }')
     while :; do
         count=$(($(count_messages "$maildir") - before))
         [ "$count" -ge "$MESSAGES" ] && break
@@ -120,6 +148,23 @@ run_once() {
         sleep 0.02
     done
     delivered=$(now)
+    if [ -n "$STRACE_PID" ]; then
+        kill -INT "$STRACE_PID" 2>/dev/null || true
+        wait "$STRACE_PID" 2>/dev/null || true
+        STRACE_PID=
+        echo "$side, round $round: system calls per message (strace -c -f):" >&2
+        awk -v n="$MESSAGES" '$NF ~ /^(fsync|fdatasync|sync_file_range|rename|renameat2?|link|linkat|unlink|unlinkat|openat|write|writev|pwrite64|read|sendto|recvfrom|futex|epoll_wait|total)$/ {
+                printf "    %-16s %8.2f\n", $NF, $4 / n
+            }' "$WORK/strace.$side.$round" >&2
+    fi
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID" 2>/dev/null || true
+        wait "$PERF_PID" 2>/dev/null || true
+        PERF_PID=
+        echo "$side, round $round: where the CPU went (perf report --no-children, top 30):" >&2
+        perf report -i "$WORK/perf.$side.$round" --stdio --no-children --no-inline --sort comm,dso,sym \
+            -g none --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >&2
+    fi
     kill "$SAMPLER_PID" 2>/dev/null || true
     wait "$SAMPLER_PID" 2>/dev/null || true
     SAMPLER_PID=
@@ -144,8 +189,8 @@ for round in $(seq 1 "$ROUNDS"); do
             run_once postroom "$PR_SMTP" "$PR_MAILDIR" "$POSTROOM_PID"
         fi
         read -r acc del peak pss <<<"$RESULT"
-        ACC_SUM[$side]=$(awk -v a="${ACC_SUM[$side]}" -v b="$acc" 'BEGIN { print a + b }')
-        DEL_SUM[$side]=$(awk -v a="${DEL_SUM[$side]}" -v b="$del" 'BEGIN { print a + b }')
+        ACC_SUM[$side]=$(awk -v a="${ACC_SUM[$side]}" -v b="$acc" 'BEGIN { printf "%.3f", a + b }')
+        DEL_SUM[$side]=$(awk -v a="${DEL_SUM[$side]}" -v b="$del" 'BEGIN { printf "%.3f", a + b }')
         [ "$peak" -gt "${PEAK[$side]}" ] && PEAK[$side]=$peak
         [ "$pss" -gt "${PEAK_PSS[$side]}" ] && PEAK_PSS[$side]=$pss
         awk -v r="$round" -v s="$side" -v a="$acc" -v d="$del" -v n="$MESSAGES" -v p="$peak" \
