@@ -27,6 +27,9 @@ mod messages;
 pub(crate) use messages::contains;
 use messages::expand;
 
+/// The largest literal accepted before login (a user name or a password in LOGIN).
+const MAX_LITERAL_BEFORE_LOGIN: u32 = 8 * 1024;
+
 /// Limits and names for IMAP sessions.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -324,7 +327,7 @@ impl Session {
                     return Step::More;
                 };
                 let data_start = line_end + 2;
-                if length > self.limits.max_literal {
+                if length > self.literal_limit() {
                     // RFC 7888 section 4 / RFC 3501 section 7.1: refuse, and for a
                     // synchronizing literal the client sends no data, so the line is dropped
                     // and the session goes on. A non-synchronizing literal's data is already on
@@ -337,7 +340,7 @@ impl Session {
                         out,
                         &format!(
                             "{tag} NO [TOOBIG] literal larger than {} bytes\r\n",
-                            self.limits.max_literal
+                            self.literal_limit()
                         ),
                     );
                     if mode == LiteralMode::NonSync {
@@ -400,13 +403,13 @@ impl Session {
             let Some(length) = nonsync_literal(&self.buf[self.literal_resume..line_end]) else {
                 break;
             };
-            if length > u64::from(self.limits.max_literal) {
+            if length > u64::from(self.literal_limit()) {
                 let tag = first_token(&self.buf).unwrap_or_else(|| "*".to_owned());
                 push(
                     out,
                     &format!(
                         "{tag} NO [TOOBIG] literal larger than {} bytes\r\n",
-                        self.limits.max_literal
+                        self.literal_limit()
                     ),
                 );
                 // The data is already on its way and cannot be told from commands: close.
@@ -425,6 +428,17 @@ impl Session {
     fn bye(&mut self, out: &mut Vec<u8>, why: &str) -> Action {
         push(out, &format!("* BYE {why}\r\n"));
         Action::Close
+    }
+
+    /// The largest literal accepted now. Before login only a user name or password can be in a
+    /// literal, so an unauthenticated client cannot make the server buffer `max_literal` bytes
+    /// (50 MiB by default) on each of its connections.
+    fn literal_limit(&self) -> u32 {
+        if self.user().is_some() {
+            self.limits.max_literal
+        } else {
+            self.limits.max_literal.min(MAX_LITERAL_BEFORE_LOGIN)
+        }
     }
 
     fn user(&self) -> Option<&str> {
