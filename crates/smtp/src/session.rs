@@ -602,7 +602,8 @@ impl Session {
 
         // RFC 1870 section 6.2: refuse at MAIL a message declared larger than the limit.
         let declared_size = (from.size > 0).then_some(from.size);
-        if from.size > self.config.max_message_size {
+        let size_overflows = size_param_overflows(&self.input[start..end]);
+        if from.size > self.config.max_message_size || size_overflows {
             self.reply(Reply::new(
                 552,
                 S(5, 3, 4),
@@ -929,4 +930,29 @@ fn data_problem_reply(problem: DataProblem, config: &SessionConfig) -> Reply {
             "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 section 2.3.8)",
         ),
     }
+}
+
+/// True when the line's `SIZE=` value has more digits than a `usize` holds. smtp-proto reads
+/// such a value wrongly (once it saturates it starts over from the next digit, so
+/// `SIZE=999999999999999999999999` comes out small), and RFC 1870 section 6.2 wants the 552 for
+/// it that any other too-large size gets. Only the parameters after the path are looked at.
+fn size_param_overflows(line: &[u8]) -> bool {
+    let params = line
+        .iter()
+        .rposition(|&b| b == b'>')
+        .map_or(line, |i| &line[i + 1..]);
+    params
+        .split(|b| b.is_ascii_whitespace())
+        .filter_map(|word| {
+            let (name, value) = word.split_at_checked(5)?;
+            name.eq_ignore_ascii_case(b"SIZE=").then_some(value)
+        })
+        .any(|digits| {
+            !digits.is_empty()
+                && digits.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(digits)
+                    .ok()
+                    .and_then(|d| d.parse::<usize>().ok())
+                    .is_none()
+        })
 }
