@@ -5,12 +5,16 @@
 //!   our own MX over SMTP on loopback, deduplicated by UIDL, deleted at the ISP only after
 //!   our MX accepted it.
 //!
-//! Not yet: wiring into `postroom mail` (flush, ETRN, fetch, release the hold on link up);
-//! that belongs to the mail component's on-connect step.
+//! - [`on_connect::while_held`] and [`on_connect::pull`]: hold the link, pull the mail,
+//!   release the hold.
+//!
+//! Not yet: `postroom mail` calling these when the link comes up (after flushing its queue);
+//! that step belongs to the mail component.
 
 #![forbid(unsafe_code)]
 
 pub mod multidrop;
+pub mod on_connect;
 pub mod pop3;
 pub mod recipients;
 pub mod seen;
@@ -18,6 +22,7 @@ pub mod smtp;
 pub mod wire;
 
 pub use multidrop::{FetchConfig, FetchReport, fetch};
+pub use on_connect::{Pull, PullReport, pull, while_held};
 pub use smtp::{EtrnOutcome, etrn};
 
 /// What went wrong fetching mail.

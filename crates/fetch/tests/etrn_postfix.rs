@@ -64,7 +64,16 @@ async fn etrn_makes_the_backup_mx_deliver_what_it_holds() {
     .unwrap();
 
     // Our MX is down (the link is down): Postfix defers the mail.
-    submit(postfix.smtp_port, "alice@office.example", "waiting").await;
+    let submitted = tokio::time::timeout(
+        Duration::from_secs(60),
+        submit(postfix.smtp_port, "alice@office.example", "waiting"),
+    )
+    .await;
+    assert!(
+        submitted.is_ok(),
+        "Postfix did not take the message:\n{}",
+        postfix.log()
+    );
     let started = Instant::now();
     while !postfix.log().contains("status=deferred") {
         assert!(
