@@ -53,9 +53,10 @@ snapshot() {
             cat "/proc/$pid/status"
             grep '^Pss:' "/proc/$pid/smaps_rollup" 2>/dev/null || echo "Pss: 0 kB"
         } 2>/dev/null | awk '
-            /^Name:/ { n = $2 } /^Pid:/ { p = $2 } /^VmRSS:/ { r = $2 } /^Pss:/ { s = $2 }
+            /^Pid:/ { p = $2 } /^VmRSS:/ { r = $2 } /^Pss:/ { s = $2 }
             /^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^Threads:/ { t = $2 }
-            END { if (p) printf "%s %s %d %d %d %d %d\n", p, n, r, s, a, f, t }'
+            END { if (p) printf "%s %s %d %d %d %d %d\n", p, n, r, s, a, f, t }' \
+                n="$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 2p)"
     done
 }
 
