@@ -57,7 +57,8 @@ tree_pids() {
             keep[root] = 1; changed = 1
             while (changed) {
                 changed = 0
-                for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 }
+                for (p in parent)
+                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 }
             }
             for (p in keep) if (p in parent) print p
         }'
@@ -73,7 +74,8 @@ tree_rss() {
             keep[root] = 1; changed = 1
             while (changed) {
                 changed = 0
-                for (p in parent) if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 }
+                for (p in parent)
+                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; changed = 1 }
             }
             for (p in keep) sum += rss[p]
             print sum + 0
@@ -151,7 +153,8 @@ write_postroom_config() {
     local dir=$1 smtp_port=$2 maxconn=$3 key port script
     mkdir -p "$dir/data"
     PR_PORT_smtp=$smtp_port
-    script="s#\"\\./dev-data#\"$dir/data#g; s#^max_connections_per_client = .*#max_connections_per_client = $maxconn#"
+    script="s#\"\\./dev-data#\"$dir/data#g"
+    script="$script; s#^max_connections_per_client = .*#max_connections_per_client = $maxconn#"
     for key in smtp submission submissions imap imaps pop3 pop3s; do
         if [ "$key" = smtp ]; then port=$smtp_port; else port=$(free_port); fi
         printf -v "PR_PORT_$key" %s "$port"

@@ -153,7 +153,9 @@ run_once() {
         wait "$STRACE_PID" 2>/dev/null || true
         STRACE_PID=
         echo "$side, round $round: system calls per message (strace -c -f):" >&2
-        awk -v n="$MESSAGES" '$NF ~ /^(fsync|fdatasync|sync_file_range|rename|renameat2?|link|linkat|unlink|unlinkat|openat|write|writev|pwrite64|read|sendto|recvfrom|futex|epoll_wait|total)$/ {
+        local calls='fsync|fdatasync|sync_file_range|rename|renameat2?|link|linkat|unlink|unlinkat'
+        calls="$calls|openat|write|writev|pwrite64|read|sendto|recvfrom|futex|epoll_wait|total"
+        awk -v n="$MESSAGES" -v calls="^($calls)\$" '$NF ~ calls {
                 printf "    %-16s %8.2f\n", $NF, $4 / n
             }' "$WORK/strace.$side.$round" >&2
     fi
@@ -162,7 +164,8 @@ run_once() {
         wait "$PERF_PID" 2>/dev/null || true
         PERF_PID=
         echo "$side, round $round: where the CPU went (perf report --no-children, top 30):" >&2
-        perf report -i "$WORK/perf.$side.$round" --stdio --no-children --no-inline --sort comm,dso,sym \
+        perf report -i "$WORK/perf.$side.$round" --stdio --no-children --no-inline \
+            --sort comm,dso,sym \
             -g none --percent-limit 0.7 2>/dev/null | grep -v '^#' | grep -v '^$' | head -30 >&2
     fi
     kill "$SAMPLER_PID" 2>/dev/null || true
@@ -194,8 +197,9 @@ for round in $(seq 1 "$ROUNDS"); do
         [ "$peak" -gt "${PEAK[$side]}" ] && PEAK[$side]=$peak
         [ "$pss" -gt "${PEAK_PSS[$side]}" ] && PEAK_PSS[$side]=$pss
         awk -v r="$round" -v s="$side" -v a="$acc" -v d="$del" -v n="$MESSAGES" -v p="$peak" \
-            -v q="$pss" 'BEGIN { printf "%-6s %-9s %11.2f %11.2f %11.1f %11.1f %8.1f MiB %8.1f MiB\n",
-                     r, s, a, d, n / a, n / d, p / 1024, q / 1024 }'
+            -v q="$pss" 'BEGIN {
+                printf "%-6s %-9s %11.2f %11.2f %11.1f %11.1f %8.1f MiB %8.1f MiB\n",
+                    r, s, a, d, n / a, n / d, p / 1024, q / 1024 }'
     done
 done
 
@@ -205,10 +209,9 @@ awk -v n="$total" -v pa="${ACC_SUM[postfix]}" -v pd="${DEL_SUM[postfix]}" \
     -v ra="${ACC_SUM[postroom]}" -v rd="${DEL_SUM[postroom]}" \
     -v pp="${PEAK[postfix]}" -v rp="${PEAK[postroom]}" \
     -v pq="${PEAK_PSS[postfix]}" -v rq="${PEAK_PSS[postroom]}" 'BEGIN {
-    printf "postfix:  %7.1f msg/s delivered (%7.1f msg/s accepted); peak VmRSS sum %6.1f MiB, Pss %6.1f MiB\n",
-        n / pd, n / pa, pp / 1024, pq / 1024
-    printf "postroom: %7.1f msg/s delivered (%7.1f msg/s accepted); peak VmRSS sum %6.1f MiB, Pss %6.1f MiB\n",
-        n / rd, n / ra, rp / 1024, rq / 1024
+    f = "%-9s %7.1f msg/s delivered (%7.1f msg/s accepted); peak VmRSS sum %6.1f MiB, Pss %6.1f MiB\n"
+    printf f, "postfix:", n / pd, n / pa, pp / 1024, pq / 1024
+    printf f, "postroom:", n / rd, n / ra, rp / 1024, rq / 1024
     printf "ratio postroom/postfix: %.2fx delivered, %.2fx accepted (goal: 2x or more)\n",
         pd / rd, pa / ra
     printf "peak memory postroom/postfix: %.2f (VmRSS sums), %.2f (Pss sums)\n", rp / pp, rq / pq
