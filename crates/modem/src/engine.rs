@@ -332,6 +332,52 @@ mod tests {
         assert_eq!(data, b"~\xff\x7d\x23");
     }
 
+    /// However a transcript is cut into reads, the engine finds the same lines: every cut of a
+    /// real dialogue (echo on, info text, split results, numeric mode) is tried.
+    #[test]
+    fn any_split_of_a_transcript_gives_the_same_events() {
+        let script: &[(&str, &[u8])] = &[
+            ("ATE1V1", b"ATE1V1\r\r\nOK\r\n"),
+            ("ATI", b"ATI\r\r\nModem 3.1\r\n\r\nOK\r\n"),
+            ("ATDT5551234", b"ATDT5551234\r\r\nNO DIAL TONE\r\n"),
+            ("ATE0V0", b"ATE0V0\r0\r"),
+            ("ATDT5551234", b"7\r"),
+            ("ATDT5551234", b"1\r"),
+        ];
+        let run = |cut: &dyn Fn(usize) -> bool| {
+            let mut engine = Engine::new();
+            let mut events = Vec::new();
+            for (command, reply) in script {
+                engine.command(command);
+                let mut start = 0;
+                for i in 1..=reply.len() {
+                    if i == reply.len() || cut(i) {
+                        events.extend(engine.feed(&reply[start..i]));
+                        start = i;
+                    }
+                }
+            }
+            events
+        };
+        let whole = run(&|_| false);
+        assert_eq!(
+            results(&whole),
+            [
+                ResultCode::Ok,
+                ResultCode::Ok,
+                ResultCode::NoDialtone,
+                ResultCode::Ok,
+                ResultCode::Busy,
+                ResultCode::Connect(None)
+            ]
+        );
+        for seed in 1..64usize {
+            let cut = move |i: usize| (i * 7919 + seed * 104_729) % (seed % 5 + 2) == 0;
+            assert_eq!(run(&cut), whole, "cut pattern {seed}");
+        }
+        assert_eq!(run(&|_| true), whole, "byte by byte");
+    }
+
     #[test]
     fn overlong_line_is_cut_not_grown() {
         let mut engine = Engine::new();
