@@ -117,6 +117,28 @@ pop3 = [
 for n, (settings, session) in enumerate(pop3):
     put("pop3_session", bytes([settings, n]) + session)
 
+# imap_session: [settings][cut seed] client bytes; settings bit 0 = implicit TLS, bit 1 = small
+# limits. The IMAP cases, then the transcript tests' client lines (password as the target's).
+login = b"a LOGIN alice dev-password\r\n"
+imap = [
+    login + b"b SELECT INBOX\r\nA1 IDLE\r\nDONE\r\nA2 NOOP\r\n",
+    login + b'c1 CREATE "Entw&APw-rfe"\r\nc2 SELECT "Entw&APw-rfe"\r\nc3 LIST "" "*"\r\n',
+    login + b"A1 APPEND INBOX {999999999}\r\nA2 NOOP\r\n",
+    login + b"A1 APPEND INBOX {11+}\r\nSubject: x\r\nA2 NOOP\r\n",
+    login + b"s SELECT INBOX\r\nf FETCH 1:* (FLAGS BODYSTRUCTURE ENVELOPE RFC822.SIZE)\r\n"
+        b"g UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] BODY[TEXT]<0.100>)\r\n"
+        b"h SEARCH SUBJECT Objedn\xc3\xa1vka\r\ni STORE 1 +FLAGS (\\Deleted)\r\nj EXPUNGE\r\nk LOGOUT\r\n",
+]
+transcript = (root / "crates/imap/tests/transcripts.rs").read_text()
+for test in re.split(r"\n#\[test\]\n", transcript)[1:]:
+    sent = [unescape(b) for b in re.findall(r'send(?:_bytes)?\(\s*&mut \w+,\s*b?"((?:[^"\\]|\\.)*)"', test)]
+    if sent:
+        prefix = login if "logged_in" in test else b""
+        imap.append(prefix + b"".join(sent).replace(b"secret", b"dev-password"))
+for n, session in enumerate(imap):
+    for settings in (0x01, 0x03):
+        put("imap_session", bytes([settings, n & 0xFF]) + session)
+
 for d in sorted(corpus.iterdir()):
     print(f"{d.relative_to(root)}: {sum(1 for _ in d.iterdir())} seeds")
 PY
