@@ -124,8 +124,11 @@ pub async fn serve(
     Ok(())
 }
 
+/// Seconds from config, capped at ten years: the policy adds these to timestamps, and a
+/// value past the end of time must not panic it.
 fn secs(n: u64) -> SignedDuration {
-    SignedDuration::from_secs(i64::try_from(n).unwrap_or(i64::MAX))
+    const TEN_YEARS: u64 = 10 * 366 * 24 * 3600;
+    SignedDuration::from_secs(i64::try_from(n.min(TEN_YEARS)).unwrap_or(0))
 }
 
 /// The policy's numbers from `[link]`.
@@ -212,4 +215,34 @@ fn sim_behaviour(s: &postroom_config::link::Simulator) -> Result<Behaviour, Erro
         dial_delay: Duration::from_millis(s.dial_delay_ms),
         ..Behaviour::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absurd_durations_in_config_do_not_break_the_policy() {
+        let mut link = Link {
+            mode: Mode::OnDemand,
+            ..Link::default()
+        };
+        link.dial.max_call_secs = u64::MAX;
+        link.dial.idle_timeout_secs = u64::MAX;
+        link.dial.backoff_max_secs = u64::MAX;
+        let mut policy = Policy::new(policy_config(&link).unwrap(), Timestamp::now());
+        let now = Timestamp::now();
+        policy.handle(now, crate::policy::Input::Dial);
+        let connect = postroom_modem::ResultCode::Connect(None);
+        let report = crate::policy::DialReport::Answered {
+            code: connect,
+            answer: "CONNECT".into(),
+        };
+        policy.handle(now, crate::policy::Input::DialDone(report));
+        policy.handle(now, crate::policy::Input::PppUp);
+        assert_eq!(policy.state(), crate::policy::LinkState::Up);
+        assert!(policy.next_deadline().is_some());
+        policy.handle(now, crate::policy::Input::Tick);
+        assert_eq!(policy.backoff(40), secs(u64::MAX));
+    }
 }
