@@ -123,6 +123,8 @@ pub struct Capabilities {
     pub eight_bit_mime: bool,
     /// AUTH mechanisms (RFC 4954), upper case.
     pub auth: Vec<String>,
+    /// SMTPUTF8 (RFC 6531).
+    pub smtputf8: bool,
 }
 
 impl Capabilities {
@@ -139,6 +141,7 @@ impl Capabilities {
                 "PIPELINING" => caps.pipelining = true,
                 "STARTTLS" => caps.starttls = true,
                 "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtputf8 = true,
                 "SIZE" => caps.size = Some(words.next().and_then(|w| w.parse().ok()).unwrap_or(0)),
                 "AUTH" => caps.auth.extend(words.map(|w| w.to_ascii_uppercase())),
                 // Some old servers still write AUTH=PLAIN LOGIN.
@@ -473,12 +476,30 @@ impl Session {
             return;
         }
 
+        // RFC 6531 section 3.4: an address with non-ASCII characters needs SMTPUTF8; a server
+        // without it cannot take the message, which is a permanent failure.
+        let utf8 = !t.reverse_path.is_ascii() || t.recipients.iter().any(|r| !r.is_ascii());
+        if utf8 && !self.caps.smtputf8 {
+            let reply = Reply::local(
+                553,
+                "5.6.7 the server does not accept internationalized addresses (no SMTPUTF8)",
+            );
+            for o in &mut self.outcomes {
+                *o = Some(RecipientOutcome::Failed(reply.clone()));
+            }
+            self.quit();
+            return;
+        }
+
         let mut mail = format!("MAIL FROM:<{}>", t.reverse_path);
         if self.caps.size.is_some() {
             mail.push_str(&format!(" SIZE={}", t.size));
         }
         if t.eight_bit && self.caps.eight_bit_mime {
             mail.push_str(" BODY=8BITMIME");
+        }
+        if utf8 {
+            mail.push_str(" SMTPUTF8");
         }
         mail.push_str("\r\n");
 

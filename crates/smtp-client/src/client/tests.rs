@@ -323,3 +323,49 @@ fn base64_matches_rfc4648_vectors() {
         assert_eq!(base64(input.as_bytes()), expected);
     }
 }
+
+#[test]
+fn internationalized_address_uses_smtputf8_when_offered() {
+    let mut s = Session::new(
+        config(TlsMode::Never, false),
+        transaction(&["jürgen@x.example"]),
+    );
+    let sent = run(
+        &mut s,
+        vec![
+            reply(220, &["mx"]),
+            reply(250, &["mx", "PIPELINING", "SMTPUTF8"]),
+            reply(250, &["ok"]),
+            reply(250, &["ok"]),
+            reply(354, &["go"]),
+            reply(250, &["ok"]),
+            reply(221, &["bye"]),
+        ],
+    );
+    assert!(
+        sent[1].starts_with("MAIL FROM:<alice@office.example> SMTPUTF8\r\n"),
+        "{sent:?}"
+    );
+    assert!(matches!(
+        s.outcomes(None)[0],
+        RecipientOutcome::Delivered(_)
+    ));
+}
+
+#[test]
+fn internationalized_address_without_smtputf8_bounces_before_mail() {
+    let mut s = Session::new(
+        config(TlsMode::Never, false),
+        transaction(&["jürgen@x.example"]),
+    );
+    let sent = run(
+        &mut s,
+        vec![
+            reply(220, &["mx"]),
+            reply(250, &["mx"]),
+            reply(221, &["bye"]),
+        ],
+    );
+    assert_eq!(sent, ["EHLO gw.office.example\r\n", "QUIT\r\n"]);
+    assert!(matches!(&s.outcomes(None)[0], RecipientOutcome::Failed(r) if r.code == 553));
+}
