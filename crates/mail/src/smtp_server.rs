@@ -12,7 +12,9 @@ use std::time::{Duration, SystemTime};
 
 use postroom_config::mail::Mail;
 use postroom_maildir::access::LoginLimiter;
-use postroom_smtp::{BareLineEndings, EnhancedStatus as S, Event, Reply, Session, SessionConfig};
+use postroom_smtp::{
+    BareLineEndings, EnhancedStatus as S, Event, Reply, Session, SessionConfig, Wait,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -275,6 +277,7 @@ async fn connection(
         peer,
         routes: HashMap::new(),
         stop,
+        flushes: 0,
     };
 
     if kind == Kind::Submissions {
@@ -333,6 +336,8 @@ struct Connection {
     /// The destinations of each accepted recipient of the current transaction, by address.
     routes: HashMap<String, Vec<Destination>>,
     stop: watch::Receiver<bool>,
+    /// How many times replies were sent; a change means the client's last command was answered.
+    flushes: u64,
 }
 
 impl Connection {
@@ -341,13 +346,26 @@ impl Connection {
         io: &mut S,
     ) -> std::io::Result<Outcome> {
         let mut buf = vec![0u8; 16 * 1024];
+        // RFC 5321 section 4.5.3.2.7: the command timeout bounds the wait for a whole command,
+        // so a client trickling a byte now and then cannot stretch it for ever (slowloris). It
+        // starts again once a reply went out; in DATA each read has its own timeout.
+        let mut command_deadline: Option<(tokio::time::Instant, u64)> = None;
         loop {
             match self.session.poll() {
                 Event::NeedInput => {
                     self.flush(io).await?;
                     let (wait, limit) = self.session.timeout();
+                    let now = tokio::time::Instant::now();
+                    let deadline = match (wait, command_deadline) {
+                        (Wait::Data, _) => now + limit,
+                        (Wait::Command, Some((at, flushes))) if flushes == self.flushes => at,
+                        (Wait::Command, _) => {
+                            command_deadline = Some((now + limit, self.flushes));
+                            now + limit
+                        }
+                    };
                     let read = tokio::select! {
-                        read = tokio::time::timeout(limit, io.read(&mut buf)) => read,
+                        read = tokio::time::timeout_at(deadline, io.read(&mut buf)) => read,
                         _ = self.stop.changed() => {
                             self.session.shutdown();
                             continue;
@@ -485,6 +503,7 @@ impl Connection {
             io.write_all(self.session.output()).await?;
             io.flush().await?;
             self.session.clear_output();
+            self.flushes += 1;
         }
         Ok(())
     }

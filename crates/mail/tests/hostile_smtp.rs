@@ -120,3 +120,66 @@ fn stalled_tls_handshake_after_starttls_is_dropped_after_the_command_timeout() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn command_trickled_a_byte_at_a_time_still_times_out() {
+    let server = server();
+    let mut stream = TcpStream::connect(server.addresses.smtp).unwrap();
+    assert!(read_reply(&mut stream).starts_with("220 "));
+
+    // One byte every half second, never a whole line: each read comes well within the 2 s
+    // command timeout, but the command as a whole must not.
+    let start = Instant::now();
+    let mut closed = false;
+    for &byte in
+        b"EHLO aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+    {
+        if stream.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        stream
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => {
+                let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+                assert!(reply.starts_with("421 4.4.2 "), "{reply}");
+                closed = true;
+                break;
+            }
+            Err(_) => {}
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "a trickled command kept the connection {:?}",
+        start.elapsed()
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn slow_but_complete_commands_each_get_the_whole_command_timeout() {
+    let server = server();
+    let mut stream = TcpStream::connect(server.addresses.smtp).unwrap();
+    assert!(read_reply(&mut stream).starts_with("220 "));
+    // Five commands, each typed within the timeout; together they take longer than one timeout.
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(800));
+        stream.write_all(b"NOOP\r\n").unwrap();
+        assert!(read_reply(&mut stream).starts_with("250 "));
+    }
+}
