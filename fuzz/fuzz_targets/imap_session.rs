@@ -11,9 +11,9 @@
 //!   CRLF line ends, where a line ending in `{n}` is followed by n bytes of literal data;
 //! - the tagged results (tag and OK/NO/BAD, in order) do not depend on how the input was cut
 //!   (case imap-idle-done-pipelined: nothing after `DONE` is lost), up to a STARTTLS, which
-//!   drops what was pipelined behind it; for now only for inputs without literals (below). Texts are not compared: they carry
-//!   UIDVALIDITY and dates, which
-//!   differ between the two stores.
+//!   drops what was pipelined behind it; for now only for inputs without literals (see
+//!   below). Texts are not compared: they carry UIDVALIDITY and dates, which differ between
+//!   the two stores.
 
 #![no_main]
 
