@@ -616,7 +616,25 @@ impl Session {
             }
             C::Expunge => self.expunge(out, &tag, None),
             C::ExpungeUid { sequence_set } => self.expunge(out, &tag, Some(&sequence_set)),
-            C::Search { criteria, uid, .. } => {
+            C::Search {
+                criteria,
+                uid,
+                charset,
+            } => {
+                // RFC 3501 section 6.4.4: an unknown charset is a tagged NO with BADCHARSET,
+                // not a search that quietly compares bytes. UTF-8 and US-ASCII are what every
+                // server must know.
+                if let Some(charset) = charset
+                    && !["UTF-8", "US-ASCII"]
+                        .iter()
+                        .any(|known| charset.as_ref().eq_ignore_ascii_case(known))
+                {
+                    push(
+                        out,
+                        &format!("{tag} NO [BADCHARSET (UTF-8 US-ASCII)] unknown charset\r\n"),
+                    );
+                    return Action::Continue;
+                }
                 self.refresh(out, uid);
                 let keys = criteria.as_ref().to_vec();
                 let result = self.search(&keys, uid);
