@@ -104,6 +104,14 @@ for toml in sorted((root / "examples").glob("*.toml")):
 for eml in emls:
     put("mime_summary", eml.read_bytes())
 
+# multidrop_recipients: whole messages, and the envelope headers an ISP's server writes.
+for eml in emls:
+    put("multidrop_recipients", eml.read_bytes())
+put("multidrop_recipients", b"Return-Path: <s@far.example>\r\nDelivered-To: office@isp.example\r\n"
+    b"X-Original-To: Alice@Office.Example\r\nX-Envelope-To: bob@office.example, x@far.example\r\n"
+    b"To: \"Team\" <team@office.example>,\r\n carol@branch.example\r\nCc: alice@office.example\r\n\r\nhi\r\n")
+put("multidrop_recipients", b"To: alice@office.example (Alice); bob@Office.example\nCc: <x@far.example>\n\nbody\n")
+
 # pop3_session: [settings][cut seed] client bytes; settings bit 0 = implicit TLS. The cases
 # pop3-quit-answers and pop3-dot-stuffing (message 4 of the target's maildrop has `.hidden`).
 pop3 = [

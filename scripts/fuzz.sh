@@ -27,6 +27,7 @@ feature() {
         mime_summary) echo queue ;;
         imap_session) echo imap ;;
         pop3_session) echo pop3 ;;
+        multidrop_recipients) echo fetch ;;
         *) echo "fuzz.sh: unknown target $1" >&2; exit 2 ;;
     esac
 }
