@@ -36,7 +36,8 @@ def unescape(s):
             i += 2
             while i < len(s) and s[i] in " \t\n": i += 1
             continue
-        out += {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", '"': b'"', "\\": b"\\", "'": b"'"}.get(n, n.encode())
+        simple = {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", '"': b'"', "\\": b"\\", "'": b"'"}
+        out += simple.get(n, n.encode())
         i += 2
     return bytes(out)
 
@@ -83,7 +84,8 @@ modem = [
     [b"ATDT5551234", b"\r\nBUSY\r\n", b"ATDT5551234", b"\r\nERROR\r\n"],
     [b"ATE1", b"ATE1\r\r\nOK\r\n", b"ATDT5551234", b"ATDT5551234\r\r\nNO ANSWER\r\n"],
     [b"ATD*99#", b"\r\nCONNECT 115200/ARQ\r\n~\xff\x7d\x23", b"+++", b"\r\nOK\r\n"],
-    [b"ATI", b"\r\nU.S. Robotics 56K\r\n\r\nOK\r\n", b"AT+CGDCONT?", b"\r\n+CGDCONT: 1,\"IP\"\r\nOK\r\n"],
+    [b"ATI", b"\r\nU.S. Robotics 56K\r\n\r\nOK\r\n",
+     b"AT+CGDCONT?", b"\r\n+CGDCONT: 1,\"IP\"\r\nOK\r\n"],
 ]
 engine = (root / "crates/modem/src/engine.rs").read_text()
 for test in re.split(r"#\[test\]", engine)[1:]:
@@ -109,15 +111,18 @@ for eml in emls:
     put("multidrop_recipients", eml.read_bytes())
 put("multidrop_recipients", b"Return-Path: <s@far.example>\r\nDelivered-To: office@isp.example\r\n"
     b"X-Original-To: Alice@Office.Example\r\nX-Envelope-To: bob@office.example, x@far.example\r\n"
-    b"To: \"Team\" <team@office.example>,\r\n carol@branch.example\r\nCc: alice@office.example\r\n\r\nhi\r\n")
-put("multidrop_recipients", b"To: alice@office.example (Alice); bob@Office.example\nCc: <x@far.example>\n\nbody\n")
+    b"To: \"Team\" <team@office.example>,\r\n carol@branch.example\r\n"
+    b"Cc: alice@office.example\r\n\r\nhi\r\n")
+put("multidrop_recipients",
+    b"To: alice@office.example (Alice); bob@Office.example\nCc: <x@far.example>\n\nbody\n")
 
 # pop3_session: [settings][cut seed] client bytes; settings bit 0 = implicit TLS. The cases
 # pop3-quit-answers and pop3-dot-stuffing (message 4 of the target's maildrop has `.hidden`).
 pop3 = [
     (1, b"USER alice\r\nPASS dev-password\r\nSTAT\r\nLIST\r\nUIDL\r\nRETR 4\r\nTOP 1 2\r\n"
         b"DELE 1\r\nRSET\r\nDELE 2\r\nQUIT\r\n"),
-    (1, b"CAPA\r\nAUTH PLAIN AGFsaWNlAGRldi1wYXNzd29yZA==\r\nLIST 3\r\nUIDL 2\r\nRETR 5\r\nNOOP\r\nQUIT\r\n"),
+    (1, b"CAPA\r\nAUTH PLAIN AGFsaWNlAGRldi1wYXNzd29yZA==\r\nLIST 3\r\nUIDL 2\r\nRETR 5\r\n"
+        b"NOOP\r\nQUIT\r\n"),
     (1, b"AUTH PLAIN\r\nAGFsaWNlAGRldi1wYXNzd29yZA==\r\nRETR 1\r\nRETR 2\r\nRETR 3\r\nQUIT\r\n"),
     (0, b"CAPA\r\nUSER alice\r\nSTLS\r\nUSER alice\r\n"),
     (0, b"QUIT\r\n"),
@@ -135,11 +140,13 @@ imap = [
     login + b"A1 APPEND INBOX {11+}\r\nSubject: x\r\nA2 NOOP\r\n",
     login + b"s SELECT INBOX\r\nf FETCH 1:* (FLAGS BODYSTRUCTURE ENVELOPE RFC822.SIZE)\r\n"
         b"g UID FETCH 1:* (BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] BODY[TEXT]<0.100>)\r\n"
-        b"h SEARCH SUBJECT Objedn\xc3\xa1vka\r\ni STORE 1 +FLAGS (\\Deleted)\r\nj EXPUNGE\r\nk LOGOUT\r\n",
+        b"h SEARCH SUBJECT Objedn\xc3\xa1vka\r\ni STORE 1 +FLAGS (\\Deleted)\r\n"
+        b"j EXPUNGE\r\nk LOGOUT\r\n",
 ]
 transcript = (root / "crates/imap/tests/transcripts.rs").read_text()
 for test in re.split(r"\n#\[test\]\n", transcript)[1:]:
-    sent = [unescape(b) for b in re.findall(r'send(?:_bytes)?\(\s*&mut \w+,\s*b?"((?:[^"\\]|\\.)*)"', test)]
+    calls = r'send(?:_bytes)?\(\s*&mut \w+,\s*b?"((?:[^"\\]|\\.)*)"'
+    sent = [unescape(b) for b in re.findall(calls, test)]
     if sent:
         prefix = login if "logged_in" in test else b""
         imap.append(prefix + b"".join(sent).replace(b"secret", b"dev-password"))
@@ -148,5 +155,5 @@ for n, session in enumerate(imap):
         put("imap_session", bytes([settings, n & 0xFF]) + session)
 
 for d in sorted(corpus.iterdir()):
-    print(f"{d.relative_to(root)}: {sum(1 for _ in d.iterdir())} seeds")
+    print(f"{d.relative_to(root)}: {sum(1 for _ in d.iterdir())} files")
 PY

@@ -51,7 +51,8 @@ for target in $targets; do
         failed="$failed $target"
     fi
     runs=$(sed -n 's/^Done \([0-9]*\) runs in \([0-9]*\) second.*/\1 runs in \2 s/p' "$log")
-    last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 | sed 's/^\(#[0-9]*\)[[:space:]]*[A-Z]*[[:space:]]*/\1 /')
+    last=$(grep -E '^#[0-9]+.*cov: ' "$log" | tail -n 1 |
+        sed 's/^\(#[0-9]*\)[[:space:]]*[A-Z]*[[:space:]]*/\1 /')
     line="$target: $status; ${runs:-no runs}; last status: ${last:-none}"
     echo "$line"
     summary="$summary$line

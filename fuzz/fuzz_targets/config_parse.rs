@@ -32,9 +32,15 @@ fuzz_target!(|input: &[u8]| {
             let lines = text.split('\n').count();
             for mistake in &mistakes {
                 assert!(!mistake.message.is_empty(), "mistake without a message");
-                assert!(!mistake.message.contains('\n'), "mistake over several lines");
+                assert!(
+                    !mistake.message.contains('\n'),
+                    "mistake over several lines"
+                );
                 if let Some(line) = mistake.line {
-                    assert!((1..=lines).contains(&line), "line {line} of {lines}: {mistake}");
+                    assert!(
+                        (1..=lines).contains(&line),
+                        "line {line} of {lines}: {mistake}"
+                    );
                 }
             }
         }

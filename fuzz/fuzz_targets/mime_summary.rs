@@ -16,16 +16,28 @@ fuzz_target!(|input: &[u8]| {
     let head = &input[..input.len().min(HEAD_LIMIT)];
     let (from, subject) = from_and_subject(head);
     for shown in [&from, &subject].into_iter().flatten() {
-        assert!(!shown.contains(['\r', '\n']), "line break in a one-line summary: {shown:?}");
+        assert!(
+            !shown.contains(['\r', '\n']),
+            "line break in a one-line summary: {shown:?}"
+        );
     }
 
     // Only for text whose line ends are all CRLF, and where no CR or LF is encoded inside
     // a word, is the LF form the same message.
-    if !head.contains(&b'\r') || has_bare(head) || head.windows(3).any(|w| w.eq_ignore_ascii_case(b"=0d") || w.eq_ignore_ascii_case(b"=0a")) {
+    if !head.contains(&b'\r')
+        || has_bare(head)
+        || head
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"=0d") || w.eq_ignore_ascii_case(b"=0a"))
+    {
         return;
     }
     let lf: Vec<u8> = head.iter().copied().filter(|&b| b != b'\r').collect();
-    assert_eq!(from_and_subject(&lf), (from, subject), "CRLF and LF forms differ");
+    assert_eq!(
+        from_and_subject(&lf),
+        (from, subject),
+        "CRLF and LF forms differ"
+    );
 });
 
 /// True when a CR is not followed by LF or an LF not preceded by CR.

@@ -2,8 +2,8 @@
 //!
 //! Input: byte 0 seeds how the modem's bytes are cut into reads; the rest is split at NUL
 //! bytes into segments that alternate between a command line we send (`+++` stands for the
-//! escape back to command state, an empty one for none) and the bytes the modem answers. Checked, besides "never
-//! panics":
+//! escape back to command state, an empty one for none) and the bytes the modem answers.
+//! Checked, besides "never panics":
 //! - the same answers cut into different reads give the same events and the same online data
 //!   (modem-split-result: a result split over reads is one result);
 //! - lines are reported without CR or LF, trimmed and non-empty, and an over-long line is cut;
@@ -25,7 +25,10 @@ fuzz_target!(|input: &[u8]| {
 
     let whole = run(&segments, None);
     let pieces = run(&segments, Some(*seed));
-    assert_eq!(whole, pieces, "events depend on how the modem's bytes were cut");
+    assert_eq!(
+        whole, pieces,
+        "events depend on how the modem's bytes were cut"
+    );
 
     for segment in &segments {
         let text = String::from_utf8_lossy(segment);
@@ -89,12 +92,18 @@ fn check_event(event: &Event) {
         Event::Echo(text) | Event::Info(text) => {
             assert!(!text.is_empty(), "empty line reported");
             assert_eq!(text.trim(), text, "line not trimmed");
-            assert!(!text.contains(['\r', '\n']), "line terminator inside a line");
+            assert!(
+                !text.contains(['\r', '\n']),
+                "line terminator inside a line"
+            );
         }
         Event::Overlong(text) => {
             // Cut at MAX_LINE bytes, each of which may have become U+FFFD (3 bytes).
             assert!(text.len() <= 3 * MAX_LINE, "over-long line kept whole");
-            assert!(!text.contains(['\r', '\n']), "line terminator inside a line");
+            assert!(
+                !text.contains(['\r', '\n']),
+                "line terminator inside a line"
+            );
         }
     }
 }
@@ -103,7 +112,11 @@ fn round_trip(code: Option<ResultCode>) {
     let Some(code) = code else {
         return;
     };
-    assert_eq!(ResultCode::from_verbal(&code.to_string()), Some(code), "verbal form of {code}");
+    assert_eq!(
+        ResultCode::from_verbal(&code.to_string()),
+        Some(code),
+        "verbal form of {code}"
+    );
     let numeric = ResultCode::from_numeric(&code.numeric().to_string());
     match code {
         // CONNECT with a rate that has no numeric code of its own reads back as plain CONNECT.

@@ -19,7 +19,10 @@ fuzz_target!(|message: &[u8]| {
     for (i, address) in found.addresses.iter().enumerate() {
         assert_eq!(address, &address.to_lowercase(), "address not lower-cased");
         let (_, domain) = address.rsplit_once('@').expect("address without @");
-        assert!(domains.iter().any(|d| d.eq_ignore_ascii_case(domain)), "foreign {address}");
+        assert!(
+            domains.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            "foreign {address}"
+        );
         assert!(!found.addresses[..i].contains(address), "{address} twice");
     }
     let _ = return_path(message);
@@ -29,6 +32,10 @@ fuzz_target!(|message: &[u8]| {
             .split(|&b| b == b'\n')
             .collect::<Vec<_>>()
             .join(&b"\r\n"[..]);
-        assert_eq!(recipients(&crlf, &domains), found, "CRLF and LF forms differ");
+        assert_eq!(
+            recipients(&crlf, &domains),
+            found,
+            "CRLF and LF forms differ"
+        );
     }
 });

@@ -64,7 +64,9 @@ fn refill(store: &Store) {
         .collect();
     inbox.expunge(&present).expect("expunge");
     for message in MESSAGES {
-        store.deliver("alice", None, &mut &message[..], None).expect("deliver");
+        store
+            .deliver("alice", None, &mut &message[..], None)
+            .expect("deliver");
     }
 }
 
@@ -84,7 +86,11 @@ fuzz_target!(|input: &[u8]| {
         (Some(a), Some(b)) => (&whole.out[..a], &pieces.out[..b]),
         _ => panic!("STLS seen in one run only"),
     };
-    assert_eq!(uidls_masked(a), uidls_masked(b), "output depends on how the input was cut");
+    assert_eq!(
+        uidls_masked(a),
+        uidls_masked(b),
+        "output depends on how the input was cut"
+    );
 });
 
 /// The output as text with the UIDL values masked: a refill after QUIT delivers the same
@@ -120,9 +126,17 @@ struct Log {
 fn run(store: &Store, tls: bool, reads: &[&[u8]]) -> Log {
     let users = StaticUsers(vec![("alice".into(), "dev-password".into())]);
     let peer: IpAddr = [192, 0, 2, 1].into();
-    let mut session =
-        Session::new(store.clone(), Arc::new(users), Arc::new(LoginLimiter::default()), peer, tls);
-    let mut log = Log { out: session.greeting(), ..Log::default() };
+    let mut session = Session::new(
+        store.clone(),
+        Arc::new(users),
+        Arc::new(LoginLimiter::default()),
+        peer,
+        tls,
+    );
+    let mut log = Log {
+        out: session.greeting(),
+        ..Log::default()
+    };
     for read in reads {
         let output = session.receive(read);
         log.out.extend_from_slice(&output.bytes);
@@ -152,7 +166,10 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 fn check_responses(client: &[u8], log: &Log) {
     let lines = crlf_lines(&log.out);
     let mut responses = lines.iter();
-    assert_eq!(responses.next().copied(), Some(&b"+OK Postroom POP3 ready"[..]));
+    assert_eq!(
+        responses.next().copied(),
+        Some(&b"+OK Postroom POP3 ready"[..])
+    );
 
     // Command lines as the session frames them: up to LF, less a CR before it.
     let mut commands: Vec<&[u8]> = client.split_inclusive(|&b| b == b'\n').collect();
@@ -169,7 +186,11 @@ fn check_responses(client: &[u8], log: &Log) {
         let command = command.strip_suffix(b"\r").unwrap_or(command);
         let Some(first) = responses.next() else {
             // Closed (QUIT, too long a line) or STLS: no more responses.
-            assert!(log.closed || log.tls_at.is_some(), "no response to {:?}", show(command));
+            assert!(
+                log.closed || log.tls_at.is_some(),
+                "no response to {:?}",
+                show(command)
+            );
             return;
         };
         let ok = first.starts_with(b"+OK");
@@ -210,7 +231,11 @@ fn check_responses(client: &[u8], log: &Log) {
                     break;
                 }
                 if line.starts_with(b".") {
-                    assert!(line.starts_with(b".."), "line not dot-stuffed: {:?}", show(line));
+                    assert!(
+                        line.starts_with(b".."),
+                        "line not dot-stuffed: {:?}",
+                        show(line)
+                    );
                 }
             }
         }

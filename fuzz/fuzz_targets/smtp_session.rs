@@ -32,7 +32,10 @@ fuzz_target!(|input: &[u8]| {
     check_replies(&pieces.out);
     check_same(&whole, &pieces);
 
-    assert_eq!(decode_base64(encode_base64(client).as_bytes()).as_deref(), Some(client));
+    assert_eq!(
+        decode_base64(encode_base64(client).as_bytes()).as_deref(),
+        Some(client)
+    );
 });
 
 fn settings(flags: u8) -> SessionConfig {
@@ -120,7 +123,8 @@ fn drive(session: &mut Session, config: &SessionConfig, log: &mut Log, stored: &
             }
             Event::Authenticate(credentials) => {
                 assert!(config.auth_enabled && session.is_tls());
-                let good = credentials.username == "alice" && credentials.password == "dev-password";
+                let good =
+                    credentials.username == "alice" && credentials.password == "dev-password";
                 session.auth_result(good.then(|| credentials.username.clone()));
             }
             Event::CheckRecipient { address, envelope } => {
@@ -130,7 +134,11 @@ fn drive(session: &mut Session, config: &SessionConfig, log: &mut Log, stored: &
                 } else if lower.ends_with("@office.example") || envelope.authenticated.is_some() {
                     Ok(())
                 } else {
-                    Err(Reply::new(554, EnhancedStatus(5, 7, 1), "Relay access denied"))
+                    Err(Reply::new(
+                        554,
+                        EnhancedStatus(5, 7, 1),
+                        "Relay access denied",
+                    ))
                 };
                 session.recipient_result(verdict);
             }
@@ -146,16 +154,24 @@ fn drive(session: &mut Session, config: &SessionConfig, log: &mut Log, stored: &
 fn check_message(message: &postroom_smtp::Message, config: &SessionConfig) {
     let recipients = &message.envelope.recipients;
     assert!(!recipients.is_empty(), "message without recipients");
-    assert!(recipients.len() <= config.max_recipients, "too many recipients");
+    assert!(
+        recipients.len() <= config.max_recipients,
+        "too many recipients"
+    );
     for (i, r) in recipients.iter().enumerate() {
         assert!(
-            !recipients[..i].iter().any(|e| e.address.eq_ignore_ascii_case(&r.address)),
+            !recipients[..i]
+                .iter()
+                .any(|e| e.address.eq_ignore_ascii_case(&r.address)),
             "recipient {} twice",
             r.address
         );
     }
     let content = &message.content;
-    assert!(content.len() <= config.max_message_size, "message over the size limit");
+    assert!(
+        content.len() <= config.max_message_size,
+        "message over the size limit"
+    );
     for (i, &b) in content.iter().enumerate() {
         match b {
             b'\r' => assert_eq!(content.get(i + 1), Some(&b'\n'), "bare CR stored"),
@@ -164,7 +180,10 @@ fn check_message(message: &postroom_smtp::Message, config: &SessionConfig) {
         }
     }
     if !content.is_empty() {
-        assert!(content.ends_with(b"\r\n"), "stored message does not end with CRLF");
+        assert!(
+            content.ends_with(b"\r\n"),
+            "stored message does not end with CRLF"
+        );
     }
 }
 
@@ -174,10 +193,19 @@ fn check_replies(out: &[u8]) {
         let text = String::from_utf8_lossy(line);
         assert!(line.len() >= 4, "short reply line {text:?}");
         let code = &line[..3];
-        assert!(code.iter().all(u8::is_ascii_digit), "no reply code in {text:?}");
-        assert!((b'2'..=b'5').contains(&code[0]), "reply code out of range in {text:?}");
+        assert!(
+            code.iter().all(u8::is_ascii_digit),
+            "no reply code in {text:?}"
+        );
+        assert!(
+            (b'2'..=b'5').contains(&code[0]),
+            "reply code out of range in {text:?}"
+        );
         if let Some(expected) = open {
-            assert_eq!(code, expected, "multi-line reply changed its code: {text:?}");
+            assert_eq!(
+                code, expected,
+                "multi-line reply changed its code: {text:?}"
+            );
         }
         open = match line[3] {
             b'-' => Some(code),
@@ -188,8 +216,13 @@ fn check_replies(out: &[u8]) {
             // RFC 2034 section 3: every reply but the greeting and the EHLO/HELO reply carries
             // an enhanced code, and RFC 3463 section 2: its class is that of the reply.
             match enhanced_class(&line[4..]) {
-                Some(class) => assert_eq!(class, code[0], "enhanced code of another class: {text:?}"),
-                None => assert!(code == b"220" || code == b"250", "no enhanced code in {text:?}"),
+                Some(class) => {
+                    assert_eq!(class, code[0], "enhanced code of another class: {text:?}")
+                }
+                None => assert!(
+                    code == b"220" || code == b"250",
+                    "no enhanced code in {text:?}"
+                ),
             }
         }
     }
@@ -201,7 +234,8 @@ fn enhanced_class(text: &[u8]) -> Option<u8> {
     let code = text.split(|&b| b == b' ').next()?;
     let mut parts = code.split(|&b| b == b'.');
     let class = parts.next()?;
-    let valid = |p: &[u8], max: usize| (1..=max).contains(&p.len()) && p.iter().all(u8::is_ascii_digit);
+    let valid =
+        |p: &[u8], max: usize| (1..=max).contains(&p.len()) && p.iter().all(u8::is_ascii_digit);
     let ok = class.len() == 1
         && valid(class, 1)
         && parts.next().is_some_and(|p| valid(p, 3))
@@ -212,7 +246,12 @@ fn enhanced_class(text: &[u8]) -> Option<u8> {
 
 fn check_same(whole: &Log, pieces: &Log) {
     let (out_a, events_a, out_b, events_b) = match (whole.tls_at, pieces.tls_at) {
-        (None, None) => (&whole.out[..], &whole.events[..], &pieces.out[..], &pieces.events[..]),
+        (None, None) => (
+            &whole.out[..],
+            &whole.events[..],
+            &pieces.out[..],
+            &pieces.events[..],
+        ),
         (Some((oa, ea)), Some((ob, eb))) => (
             &whole.out[..oa],
             &whole.events[..ea],
@@ -223,12 +262,20 @@ fn check_same(whole: &Log, pieces: &Log) {
     };
     // Reads only change where NeedInput falls; everything else must be the same.
     let not_waiting = |events: &[String]| -> Vec<String> {
-        events.iter().filter(|e| *e != "NeedInput").cloned().collect()
+        events
+            .iter()
+            .filter(|e| *e != "NeedInput")
+            .cloned()
+            .collect()
     };
     assert_eq!(
         String::from_utf8_lossy(out_a),
         String::from_utf8_lossy(out_b),
         "replies depend on how the input was cut"
     );
-    assert_eq!(not_waiting(events_a), not_waiting(events_b), "events depend on the cut");
+    assert_eq!(
+        not_waiting(events_a),
+        not_waiting(events_b),
+        "events depend on the cut"
+    );
 }

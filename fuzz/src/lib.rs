@@ -21,7 +21,11 @@ pub fn cut(bytes: &[u8], seed: u8) -> Vec<&[u8]> {
     let mut rest = bytes;
     while !rest.is_empty() {
         let r = next();
-        let len = if r % 8 == 0 { 1 + (r >> 8) as usize % 512 } else { 1 + (r >> 8) as usize % 16 };
+        let len = if r % 8 == 0 {
+            1 + (r >> 8) as usize % 512
+        } else {
+            1 + (r >> 8) as usize % 16
+        };
         let (head, tail) = rest.split_at(len.min(rest.len()));
         reads.push(head);
         rest = tail;
@@ -35,7 +39,11 @@ pub fn crlf_lines(bytes: &[u8]) -> Vec<&[u8]> {
     if bytes.is_empty() {
         return Vec::new();
     }
-    assert!(bytes.ends_with(b"\r\n"), "output does not end with CRLF: {:?}", tail(bytes));
+    assert!(
+        bytes.ends_with(b"\r\n"),
+        "output does not end with CRLF: {:?}",
+        tail(bytes)
+    );
     let body = &bytes[..bytes.len() - 2];
     let lines: Vec<&[u8]> = split_crlf(body);
     for line in &lines {
