@@ -25,8 +25,8 @@
 # Both sides: one recipient (alice@office.example, a local user), a new connection per message
 # (smtp-source without -d), the payload of smtp-source's own making. Both fsync before 250:
 # Postfix's cleanup(8) fsyncs the queue file before it answers (its default; STRACE=1 shows it);
-# Postroom fsyncs the spool file and directory and commits redb (docs/PERFORMANCE.md shows the
-# counts from strace). Rates are end to end: the clock stops when the last message is a file in
+# Postroom fsyncs the Maildir file and `new` for a local copy, or the spool file, its directory
+# and a redb commit for a queued one (docs/PERFORMANCE.md shows the counts from strace). Rates are end to end: the clock stops when the last message is a file in
 # the Maildir; the rate at which smtp-source got its 250s is printed beside it.
 #
 # Peak RSS: the VmRSS of every process in a side's process tree (Postfix: master and all its
