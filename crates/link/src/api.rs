@@ -117,8 +117,17 @@ async fn hold(
     if !app.handle.send(Request::Hold { reason, reply }) {
         return Err(stopped());
     }
-    let (id, up) = answer.await.map_err(|_| stopped())?;
-    match up.await {
+    // From here until the answer is sent, a client that goes away (and with it this future)
+    // takes its hold along; otherwise the line would stay up for nobody until max_call_secs.
+    let mut guard = HoldGuard {
+        handle: app.handle.clone(),
+        state: Pending::Asked(answer),
+    };
+    let (id, up) = guard.id().await.ok_or_else(stopped)?;
+    let up = up.await;
+    // Up or failed, the answer is about to go out: the hold is the client's from now on.
+    guard.state = Pending::Answered;
+    match up {
         Ok(Ok(())) => Ok(Json(HoldReply {
             id,
             state: "up".into(),
@@ -130,6 +139,69 @@ async fn hold(
             "hold {id} was released before the link came up"
         ))),
     }
+}
+
+/// Where a `POST /hold` stands, for [`HoldGuard`].
+enum Pending {
+    /// The hold was asked for; its id is on the way.
+    Asked(oneshot::Receiver<(HoldId, oneshot::Receiver<crate::service::HoldAnswer>)>),
+    /// The hold exists and the client waits for the link.
+    Held(HoldId),
+    /// The client has (or is about to have) its answer; nothing to undo.
+    Answered,
+}
+
+/// Releases the hold of a `POST /hold` whose client went away before the answer: axum drops
+/// the handler's future when the connection closes.
+struct HoldGuard {
+    handle: Handle,
+    state: Pending,
+}
+
+impl HoldGuard {
+    /// Waits for the service to make the hold; from then on a drop releases it by its id.
+    async fn id(&mut self) -> Option<(HoldId, oneshot::Receiver<crate::service::HoldAnswer>)> {
+        let Pending::Asked(answer) = &mut self.state else {
+            return None;
+        };
+        let (id, up) = answer.await.ok()?;
+        self.state = Pending::Held(id);
+        Some((id, up))
+    }
+}
+
+impl Drop for HoldGuard {
+    fn drop(&mut self) {
+        match std::mem::replace(&mut self.state, Pending::Answered) {
+            Pending::Answered => {}
+            Pending::Held(id) => release_abandoned(&self.handle, id),
+            Pending::Asked(mut answer) => match answer.try_recv() {
+                Ok((id, _)) => release_abandoned(&self.handle, id),
+                Err(oneshot::error::TryRecvError::Closed) => {}
+                // The service has not answered yet: wait for the id elsewhere, then release.
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    let handle = self.handle.clone();
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        runtime.spawn(async move {
+                            if let Ok((id, _)) = answer.await {
+                                release_abandoned(&handle, id);
+                            }
+                        });
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn release_abandoned(handle: &Handle, id: HoldId) {
+    tracing::info!(
+        hold = id,
+        "hold released: its client went away before the link came up"
+    );
+    // Nobody waits for the reply; the service ignores a reply channel that is gone.
+    let (reply, _) = oneshot::channel();
+    handle.send(Request::Release { id, reply });
 }
 
 async fn release(State(app): State<App>, Path(id): Path<HoldId>) -> Result<StatusCode, ApiError> {

@@ -412,3 +412,57 @@ async fn stopping_while_up_hangs_up_and_logs_the_call() {
     );
     drop(keep);
 }
+
+/// The attacker's case: a `POST /hold` whose client disconnects while the link is still
+/// dialling used to leave its hold behind, keeping the line up for nobody until max_call_secs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_of_a_client_that_disconnects_before_the_link_is_up_is_released() {
+    if !socat_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A slow dial, so the client is gone long before the link could be up.
+    let config = config(dir.path(), |c| c.link.simulator.dial_delay_ms = 4_000);
+    let rig = Rig::start(dir, config).await;
+
+    let mut raw = tokio::net::UnixStream::connect(&rig.socket).await.unwrap();
+    let body = r#"{"reason":"gone soon"}"#;
+    let request = format!(
+        "POST /hold HTTP/1.1\r\nHost: link\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut raw, request.as_bytes())
+        .await
+        .unwrap();
+    let holds = |status: &Value| status["detail"]["holds"].as_array().map_or(0, Vec::len);
+    let started = Instant::now();
+    loop {
+        let status: Value = rig.client().get_json("/status").await.unwrap();
+        if holds(&status) == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the hold was never made: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(raw);
+
+    // The hold goes with its client; the call (if it got through) idles down.
+    let started = Instant::now();
+    loop {
+        let status: Value = rig.client().get_json("/status").await.unwrap();
+        if holds(&status) == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the hold outlived its client: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rig.wait_for_state("down").await;
+    rig.stop().await;
+}
