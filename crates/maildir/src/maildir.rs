@@ -1,5 +1,6 @@
 //! One Maildir directory: `tmp`, `new` and `cur` (cr.yp.to/proto/maildir.html).
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -191,6 +192,10 @@ impl Maildir {
     /// once, with its `cur` entry.
     pub fn list(&self) -> Result<Vec<MessageFile>> {
         let mut out: Vec<MessageFile> = Vec::new();
+        // Where each unique name stands in `out`: a message seen twice (in `new` and in `cur`, as
+        // a crash in the middle of a move can leave it) is listed once, as its later copy. A map
+        // keeps this linear; a large mailbox is listed on every IMAP command.
+        let mut position: HashMap<String, usize> = HashMap::new();
         for (sub, in_new) in [("new", true), ("cur", false)] {
             let dir = self.path.join(sub);
             for entry in fs::read_dir(&dir).map_err(Error::io(&dir))? {
@@ -207,13 +212,19 @@ impl Maildir {
                 } else {
                     Flags::split_file_name(name)
                 };
-                out.retain(|m| m.unique != unique);
-                out.push(MessageFile {
+                let file = MessageFile {
                     unique: unique.to_owned(),
                     path: entry.path(),
                     in_new,
                     flags,
-                });
+                };
+                match position.get(unique) {
+                    Some(&at) => out[at] = file,
+                    None => {
+                        position.insert(file.unique.clone(), out.len());
+                        out.push(file);
+                    }
+                }
             }
         }
         Ok(out)
@@ -394,6 +405,23 @@ mod tests {
         sorted.sort();
         assert_eq!(sorted, names);
         assert_eq!(names[0], "1700000000.M099999P42Q00000009.box");
+    }
+
+    #[test]
+    fn a_message_left_in_both_new_and_cur_is_listed_once_as_its_cur_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::create(dir.path().join("a")).unwrap();
+        md.deliver(b"x", Some("m1")).unwrap();
+        md.deliver(b"y", Some("m2")).unwrap();
+        // What a crash between link and unlink in a move to `cur` leaves behind.
+        fs::copy(md.path().join("new/m1"), md.path().join("cur/m1:2,S")).unwrap();
+
+        let listed = md.list().unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let m1 = listed.iter().find(|m| m.unique == "m1").unwrap();
+        assert!(!m1.in_new);
+        assert!(m1.flags.seen);
+        assert!(listed.iter().any(|m| m.unique == "m2" && m.in_new));
     }
 
     #[test]
