@@ -3,8 +3,8 @@
 //! X-Envelope-To, or else To and Cc.
 //!
 //! Input: a message. Checked, besides "never panics":
-//! - every address found is lower-case, has an `@`, is in one of our domains, and is listed
-//!   once; the source is `Nothing` exactly when no address was found;
+//! - every address found is lower-case (ASCII), has an `@`, is in one of our domains, and
+//!   is listed once; the source is `Nothing` exactly when no address was found;
 //! - CRLF and LF line ends give the same recipients.
 
 #![no_main]
@@ -17,7 +17,7 @@ fuzz_target!(|message: &[u8]| {
     let found = recipients(message, &domains);
     assert_eq!(found.addresses.is_empty(), found.source == Source::Nothing);
     for (i, address) in found.addresses.iter().enumerate() {
-        assert_eq!(address, &address.to_lowercase(), "address not lower-cased");
+        assert_eq!(address, &address.to_ascii_lowercase(), "address not lower-cased");
         let (_, domain) = address.rsplit_once('@').expect("address without @");
         assert!(
             domains.iter().any(|d| d.eq_ignore_ascii_case(domain)),

@@ -157,6 +157,7 @@ impl Check for Config {
         self.system.check("system", report);
         self.supervisor.check("supervisor", report);
         self.link.check("link", report);
+        self.mail.check("mail", report);
         check_listeners(&self.mail, report);
     }
 }

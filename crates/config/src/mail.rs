@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::check::{Check, Report, index, key};
+
 /// The `[mail]` section.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -417,6 +419,96 @@ impl<'de> Deserialize<'de> for Span {
     }
 }
 
+impl Check for Mail {
+    fn check(&self, at: &str, report: &mut Report) {
+        let users = key(at, "users");
+        for (i, user) in self.users.iter().enumerate() {
+            let at = index(&users, i);
+            if let Some(problem) = mailbox_name_problem(&user.name) {
+                report.add(key(&at, "name"), format!("{:?} {problem}", user.name));
+            }
+            // Empty is allowed: a user without a password (forward only) cannot log in.
+            if !user.password_hash.is_empty() && !is_argon2_phc(&user.password_hash) {
+                report.add(
+                    key(&at, "password_hash"),
+                    "is not an argon2 PHC string ($argon2id$v=19$m=..,t=..,p=..$SALT$HASH); \
+                     make one with `postroom mail hash-password`",
+                );
+            }
+        }
+        let networks = key(at, "trusted_networks");
+        for (i, network) in self.trusted_networks.iter().enumerate() {
+            if network.prefix == 0 {
+                report.add(
+                    index(&networks, i),
+                    format!("{network} trusts every address: anyone could relay (an open relay)"),
+                );
+            }
+        }
+    }
+}
+
+/// Why `name` cannot be a user: it names a directory under the mail store and is the local
+/// part of addresses, so it must be lower case (logins are matched in lower case) and must not
+/// reach outside the store or hide itself (`/`, `..`, a leading `.`).
+fn mailbox_name_problem(name: &str) -> Option<&'static str> {
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b);
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 64 {
+        // RFC 5321 section 4.5.3.1.1: a local part is at most 64 octets.
+        Some("is longer than 64 characters")
+    } else if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some("has upper-case letters; write user names in lower case")
+    } else if !name.bytes().all(allowed) {
+        Some("may only contain a-z, 0-9, '.', '-' and '_'")
+    } else if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
+        Some("must not start or end with '.' or contain \"..\"")
+    } else {
+        None
+    }
+}
+
+/// Whether `text` is an argon2 hash in the PHC string format, as the password check reads it:
+/// `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>` (salt and hash in unpadded base64; the
+/// version may be left out).
+fn is_argon2_phc(text: &str) -> bool {
+    let mut fields: Vec<&str> = text.split('$').collect();
+    if fields.len() == 6 {
+        if !fields[2]
+            .strip_prefix("v=")
+            .is_some_and(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return false;
+        }
+        fields.remove(2);
+    }
+    let [empty, algorithm, params, salt, hash] = fields[..] else {
+        return false;
+    };
+    let base64 = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    };
+    let params: Vec<(&str, &str)> = params
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let number = |name: &str| {
+        params
+            .iter()
+            .any(|(k, v)| *k == name && !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+    };
+    empty.is_empty()
+        && ["argon2id", "argon2i", "argon2d"].contains(&algorithm)
+        && number("m")
+        && number("t")
+        && number("p")
+        && base64(salt)
+        && base64(hash)
+}
+
 #[cfg(test)]
 mod queue_tests {
     use super::*;
@@ -482,7 +574,7 @@ command_timeout = "2m"
 "office.example" = "alice"
 [[mail.users]]
 name = "alice"
-password_hash = "$argon2id$x"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g"
 forward = ["a@elsewhere.example"]
 keep_copy = true
 [[mail.aliases]]

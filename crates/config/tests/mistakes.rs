@@ -359,3 +359,92 @@ fn damaged_copies_of_the_dev_file_never_panic() {
         }
     }
 }
+
+/// The attacker's case: a password_hash that is not an argon2 PHC string was accepted, and
+/// the user could then never log in, without a word.
+#[test]
+fn password_hash_that_is_not_an_argon2_phc_string_is_a_mistake() {
+    let good = "$argon2id$v=19$m=19456,t=2,p=1$r+7rcmc2TpePj6WKp0SYXw$9uJKR6QOoodJj/54qQpq+XjbqMt3tLHLkHe33AS8+Kg";
+    let text = format!(
+        "[[mail.users]]\nname = \"alice\"\npassword_hash = \"{good}\"\n\
+         [[mail.users]]\nname = \"bob\"\npassword_hash = \"secret\"\n\
+         [[mail.users]]\nname = \"carol\"\npassword_hash = \"$2y$10$abcdefghijklmnopqrstuv\"\n\
+         [[mail.users]]\nname = \"dave\"\npassword_hash = \"$argon2id$x\"\n\
+         [[mail.users]]\nname = \"erin\"\n"
+    );
+    let found = mistakes(&text);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("line 6: mail.users[1].password_hash: is not an argon2"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("line 9: mail.users[2].password_hash: "),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("line 12: mail.users[3].password_hash: "),
+        "{found:?}"
+    );
+    assert!(
+        Config::from_toml(&format!(
+            "[[mail.users]]\nname = \"a\"\npassword_hash = \"{good}\"\n"
+        ))
+        .is_ok()
+    );
+}
+
+/// The attacker's case: `trusted_networks = ["0.0.0.0/0"]` made the box an open relay.
+#[test]
+fn trusted_networks_that_trust_every_address_are_an_open_relay_mistake() {
+    let found =
+        mistakes("[mail]\ntrusted_networks = [\"192.168.1.0/24\", \"0.0.0.0/0\", \"::/0\"]\n");
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found[0].starts_with("line 2: mail.trusted_networks[1]: 0.0.0.0/0 trusts every"),
+        "{found:?}"
+    );
+    assert!(found[0].contains("open relay"), "{found:?}");
+    assert!(
+        found[1].starts_with("line 2: mail.trusted_networks[2]: ::/0 trusts every"),
+        "{found:?}"
+    );
+}
+
+/// The attacker's case: user names such as `../../etc` or `Alice` were accepted; the name is a
+/// directory of the mail store and logins are matched in lower case.
+#[test]
+fn user_names_that_are_not_safe_lower_case_mailbox_names_are_mistakes() {
+    let mut text = String::new();
+    let names = [
+        "alice",
+        "../../etc",
+        "a/b",
+        ".hidden",
+        "Bob",
+        "x..y",
+        "",
+        "first.last_2-b",
+    ];
+    for name in names {
+        text.push_str(&format!("[[mail.users]]\nname = \"{name}\"\n"));
+    }
+    let found = mistakes(&text);
+    let paths: Vec<&str> = found
+        .iter()
+        .map(|m| m.split(": ").nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "mail.users[1].name",
+            "mail.users[2].name",
+            "mail.users[3].name",
+            "mail.users[4].name",
+            "mail.users[5].name",
+            "mail.users[6].name"
+        ],
+        "{found:?}"
+    );
+    assert!(found[3].contains("upper-case"), "{found:?}");
+}
