@@ -964,12 +964,21 @@ fn flags_response(keywords: &[String]) -> String {
     format!("* FLAGS ({list})\r\n")
 }
 
-/// PERMANENTFLAGS with `\*`: new keywords are kept too (RFC 3501 section 7.1).
+/// The most keywords a mailbox keeps: Maildir gives each a lower-case letter.
+const MAX_KEYWORDS: usize = 26;
+
+/// PERMANENTFLAGS, with `\*` while new keywords can still be kept (RFC 3501 section 7.1);
+/// once every letter is taken only the keywords already known are offered.
 fn permanent_flags(keywords: &[String]) -> String {
     let mut list = SYSTEM_FLAGS.to_owned();
+    let mut known = 0;
     for k in keywords.iter().filter(|k| !k.is_empty()) {
         list.push(' ');
         list.push_str(k);
+        known += 1;
     }
-    format!("* OK [PERMANENTFLAGS ({list} \\*)] flags and keywords kept\r\n")
+    if known < MAX_KEYWORDS {
+        list.push_str(" \\*");
+    }
+    format!("* OK [PERMANENTFLAGS ({list})] flags and keywords kept\r\n")
 }

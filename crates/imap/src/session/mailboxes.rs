@@ -8,7 +8,7 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::status::StatusDataItemName;
 use postroom_maildir::{Flags, SPECIAL_FOLDERS, mutf7};
 
-use super::messages::{apply_flags, flag_list};
+use super::messages::{self, apply_flags, flag_list};
 use super::*;
 use crate::wire;
 
@@ -253,9 +253,16 @@ impl Session {
                 return;
             }
         };
+        let letters = match messages::keyword_letters(&target, flags, true) {
+            Ok(letters) => letters,
+            Err(why) => {
+                push(out, &format!("{tag} NO {why}\r\n"));
+                return;
+            }
+        };
         let mut new_flags = Flags::default();
         apply_flags(&mut new_flags, flags, StoreType::Replace, &mut |k| {
-            target.keyword_letter(k).ok().flatten()
+            messages::letter_of(&letters, k)
         });
         match target.append(&mut &data[..], &new_flags, date) {
             Ok(uid) => {

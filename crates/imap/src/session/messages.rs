@@ -289,12 +289,15 @@ impl Session {
             return;
         }
         // New keywords get their letters first, so the FLAGS announcement (RFC 3501 section
-        // 7.2.6) comes before the FETCH responses that show them.
-        for flag in flags {
-            if let Flag::Keyword(k) = flag {
-                let _ = selected.mailbox.keyword_letter(k.as_ref());
+        // 7.2.6) comes before the FETCH responses that show them. A keyword that cannot be kept
+        // refuses the whole STORE before any message changes, rather than an OK that lies.
+        let letters = match keyword_letters(&selected.mailbox, flags, kind != StoreType::Remove) {
+            Ok(letters) => letters,
+            Err(why) => {
+                push(out, &format!("{tag} NO {why}\r\n"));
+                return;
             }
-        }
+        };
         let table = selected.mailbox.keywords().unwrap_or_default();
         if table != selected.keywords {
             push(out, &flags_response(&table));
@@ -303,10 +306,7 @@ impl Session {
         }
         for i in indices {
             let mut new_flags = selected.messages[i].flags.clone();
-            let mailbox = &selected.mailbox;
-            apply_flags(&mut new_flags, flags, kind, &mut |k| {
-                mailbox.keyword_letter(k).ok().flatten()
-            });
+            apply_flags(&mut new_flags, flags, kind, &mut |k| letter_of(&letters, k));
             if new_flags != selected.messages[i].flags {
                 match selected
                     .mailbox
@@ -396,7 +396,17 @@ impl Session {
             flags.other = view
                 .keywords
                 .iter()
-                .filter_map(|name| target.keyword_letter(name).ok().flatten())
+                .filter_map(|name| match target.keyword_letter(name) {
+                    Ok(Some(letter)) => Some(letter),
+                    Ok(None) => {
+                        tracing::warn!("keyword not copied: the target mailbox has no letter left");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "keyword not copied");
+                        None
+                    }
+                })
                 .collect();
             flags.other.sort_unstable();
             match target.append(&mut &bytes[..], &flags, date) {
@@ -483,6 +493,64 @@ pub(crate) fn flag_list(view: &View) -> String {
     }
     names.extend(view.keywords.iter().map(String::as_str));
     names.join(" ")
+}
+
+/// The Maildir letter of every keyword in `flags`, by name. With `create`, a keyword new to
+/// the mailbox gets a letter (written to its keywords file); without, unknown ones are left out.
+/// The error is the text of a tagged NO: no letter is free (a Maildir has 26), or the keywords
+/// file could not be read or written.
+pub(super) fn keyword_letters(
+    mailbox: &Mailbox,
+    flags: &[Flag<'_>],
+    create: bool,
+) -> Result<Vec<(String, u8)>, String> {
+    let failed = |e: postroom_maildir::Error| {
+        tracing::warn!(error = %e, "keywords file of the mailbox failed");
+        format!("keywords could not be kept: {}", one_line(&e.to_string()))
+    };
+    let table = if create {
+        Vec::new()
+    } else {
+        mailbox.keywords().map_err(failed)?
+    };
+    let mut letters = Vec::new();
+    for flag in flags {
+        let Flag::Keyword(k) = flag else { continue };
+        let name = k.as_ref();
+        // Kept as the Maildir `P` flag, not as a keyword (see apply_flags).
+        if name.eq_ignore_ascii_case("$Forwarded") {
+            continue;
+        }
+        let letter = if create {
+            match mailbox.keyword_letter(name).map_err(failed)? {
+                Some(letter) => letter,
+                // RFC 5530 section 3: LIMIT, a hard limit of the server.
+                None => {
+                    return Err(format!(
+                        "[LIMIT] no room for another keyword: this mailbox keeps at most {} \
+                         (its keywords file has a letter a-z for each)",
+                        MAX_KEYWORDS
+                    ));
+                }
+            }
+        } else {
+            match table.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+                // The table has at most MAX_KEYWORDS entries, so the letter stays in a-z.
+                Some(i) => b'a' + i as u8,
+                None => continue,
+            }
+        };
+        letters.push((name.to_owned(), letter));
+    }
+    Ok(letters)
+}
+
+/// The letter of keyword `name` in a list from [`keyword_letters`].
+pub(super) fn letter_of(letters: &[(String, u8)], name: &str) -> Option<u8> {
+    letters
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, l)| l)
 }
 
 /// Applies a flag list; `letter` names the Maildir letter of a keyword (making one if new).
