@@ -618,6 +618,15 @@ pub struct Access {
     pub login_delay: Span,
     /// The longest wait.
     pub max_login_delay: Span,
+    /// Simultaneous IMAP and POP3 connections from one client address, all four ports
+    /// together; one more is answered `* BYE` or `-ERR` and closed.
+    pub max_connections_per_client: usize,
+    /// Simultaneous IMAP and POP3 connections in total.
+    pub max_connections: usize,
+    /// Before login, how long a client may take over each command line (counted from the
+    /// greeting or the last answer, however the bytes trickle in). After login the
+    /// autologout timers of RFC 3501 (30 min) and RFC 1939 (10 min) apply instead.
+    pub login_timeout: Span,
 }
 
 impl Default for Access {
@@ -628,6 +637,9 @@ impl Default for Access {
             free_login_failures: 3,
             login_delay: Span(2),
             max_login_delay: Span(300),
+            max_connections_per_client: 10,
+            max_connections: 100,
+            login_timeout: Span(60),
         }
     }
 }

@@ -25,3 +25,13 @@ pub fn login_limiter(
         access.max_login_delay.duration(),
     )
 }
+
+/// The connection limiter of `[mail.access]`, to share between the IMAP and POP3 listeners.
+pub fn connection_limiter(
+    access: &postroom_config::mail::Access,
+) -> postroom_maildir::access::ConnectionLimiter {
+    postroom_maildir::access::ConnectionLimiter::new(
+        access.max_connections_per_client,
+        access.max_connections,
+    )
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_maildir::Store;
-use postroom_maildir::access::{Authenticator, LoginLimiter};
+use postroom_maildir::access::{Authenticator, ConnectionLimiter, ConnectionSlot, LoginLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -14,8 +14,8 @@ use tracing::Instrument;
 
 use crate::{Action, Limits, Session};
 
-/// How long a client may stay silent outside IDLE: RFC 3501 section 5.4 asks for at least 30
-/// minutes before an autologout.
+/// How long a logged-in client may take over a command outside IDLE: RFC 3501 section 5.4 asks
+/// for at least 30 minutes before an autologout. (Before login, [`Context::login_timeout`].)
 const AUTOLOGOUT: Duration = Duration::from_secs(31 * 60);
 
 /// How long a TLS handshake may take. A client that stalls in the middle of one (or never
@@ -39,6 +39,11 @@ pub struct Context {
     pub limits: Limits,
     /// The TLS configuration (certificate and key).
     pub tls: Arc<rustls::ServerConfig>,
+    /// Open connections per client address and in total, shared with POP3.
+    pub connections: Arc<ConnectionLimiter>,
+    /// Before login, how long each command line may take (`[mail.access] login_timeout`):
+    /// the 30-minute autologout is for authenticated sessions only.
+    pub login_timeout: Duration,
 }
 
 /// Accepts connections for ever. With `implicit_tls` (port 993) TLS starts at once; otherwise
@@ -64,12 +69,19 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = ctx.connections.admit(peer_ip(peer)) else {
+            tracing::info!(%peer, "imap: too many connections; refused");
+            // RFC 3501 section 7.1.5: BYE as the greeting refuses the connection. Not awaited:
+            // a refused client gets no task and no wait, and the line fits any send buffer.
+            let _ = tcp.try_write(b"* BYE too many connections, try again later\r\n");
+            continue;
+        };
         let ctx = ctx.clone();
         let stop = stop.clone();
         let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
         tokio::spawn(
             async move {
-                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop).await {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop, slot).await {
                     tracing::debug!(error = %e, "imap connection ended with an error");
                 }
             }
@@ -84,6 +96,7 @@ async fn connection(
     implicit: bool,
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
     let session = Session::new(
@@ -97,14 +110,14 @@ async fn connection(
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
         let tls = handshake(&acceptor, tcp).await?;
-        drive(tls, session, true, stop).await?;
+        drive(tls, session, true, &ctx, stop).await?;
         return Ok(());
     }
-    if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
+    if let Some((tcp, mut session)) = drive(tcp, session, true, &ctx, stop.clone()).await? {
         let tls = handshake(&acceptor, tcp).await?;
         tracing::Span::current().record("tls", true);
         session.tls_started();
-        drive(tls, session, false, stop).await?;
+        drive(tls, session, false, &ctx, stop).await?;
     }
     Ok(())
 }
@@ -131,12 +144,23 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut session: Session,
     greet: bool,
+    ctx: &Context,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<Option<(S, Session)>> {
     if greet {
         stream.write_all(&session.greeting()).await?;
         stream.flush().await?;
     }
+    // The time allowed for the next command, counted from the last answer: bytes trickling in
+    // without completing a command do not move it.
+    let allowed = |session: &Session| {
+        if session.is_authenticated() {
+            AUTOLOGOUT
+        } else {
+            ctx.login_timeout
+        }
+    };
+    let mut deadline = tokio::time::Instant::now() + allowed(&session);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = if session.is_idle() {
@@ -172,7 +196,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             }
         } else {
             let read = tokio::select! {
-                read = tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)) => read,
+                read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
                 _ = stopped(&mut stop) => return shut_down(stream).await,
             };
             match read {
@@ -187,8 +211,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(None);
         }
         let output = blocking(|| session.receive(&buf[..n]));
-        stream.write_all(&output.bytes).await?;
-        stream.flush().await?;
+        if !output.bytes.is_empty() {
+            stream.write_all(&output.bytes).await?;
+            stream.flush().await?;
+            deadline = tokio::time::Instant::now() + allowed(&session);
+        }
         match output.action {
             Action::Continue => {}
             Action::Close => {

@@ -190,6 +190,11 @@ impl Session {
         self.tls = true;
     }
 
+    /// True once the client has logged in.
+    pub fn is_authenticated(&self) -> bool {
+        !matches!(self.state, State::NotAuthenticated)
+    }
+
     /// True while the client idles (RFC 2177).
     pub fn is_idle(&self) -> bool {
         matches!(self.mode, Mode::Idle { .. })

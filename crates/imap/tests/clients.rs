@@ -72,18 +72,23 @@ impl Servers {
             .enable_all()
             .build()
             .unwrap();
+        let connections = Arc::new(postroom_imap::connection_limiter(&Default::default()));
         let imap_ctx = Arc::new(postroom_imap::server::Context {
             store: store.clone(),
             auth: auth.clone(),
             limiter: limiter.clone(),
             limits: Limits::default(),
             tls: tls.clone(),
+            connections: connections.clone(),
+            login_timeout: std::time::Duration::from_secs(60),
         });
         let pop3_ctx = Arc::new(postroom_pop3::server::Context {
             store: store.clone(),
             auth,
             limiter,
             tls,
+            connections,
+            login_timeout: std::time::Duration::from_secs(60),
         });
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (imaps, imap, pop3s, pop3) = rt.block_on(async {

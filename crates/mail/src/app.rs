@@ -192,6 +192,8 @@ impl App {
         let users_for_access = Arc::new(users.clone());
         let limiter = Arc::new(postroom_imap::login_limiter(&mail.access));
         let smtp_limiter = Arc::clone(&limiter);
+        // One connection limit for the four IMAP and POP3 listeners together.
+        let connections = Arc::new(postroom_imap::connection_limiter(&mail.access));
         let access = crate::services::MailboxAccess {
             imap: Arc::new(postroom_imap::server::Context {
                 store: store.clone(),
@@ -199,12 +201,16 @@ impl App {
                 limiter: Arc::clone(&limiter),
                 limits: postroom_imap::Limits::from_config(&mail.access),
                 tls: Arc::clone(&tls),
+                connections: Arc::clone(&connections),
+                login_timeout: mail.access.login_timeout.duration(),
             }),
             pop3: Arc::new(postroom_pop3::server::Context {
                 store: store.clone(),
                 auth: users_for_access,
                 limiter,
                 tls: Arc::clone(&tls),
+                connections,
+                login_timeout: mail.access.login_timeout.duration(),
             }),
         };
         let shared = Arc::new(Shared::new(

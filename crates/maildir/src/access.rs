@@ -168,9 +168,88 @@ impl Default for LoginLimiter {
     }
 }
 
+/// Limits simultaneous connections per client address and in total. One limiter is shared by
+/// the IMAP and POP3 listeners of `postroom mail`, so a single client cannot take every file
+/// descriptor of the process (which SMTP needs too).
+#[derive(Debug)]
+pub struct ConnectionLimiter {
+    per_client: usize,
+    total: usize,
+    open: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+impl ConnectionLimiter {
+    /// At most `per_client` connections from one address and `total` in all.
+    pub fn new(per_client: usize, total: usize) -> ConnectionLimiter {
+        ConnectionLimiter {
+            per_client,
+            total,
+            open: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    /// Takes a connection slot for `peer`, given back when the slot is dropped; `None` when
+    /// the address or the whole server is at its limit.
+    pub fn admit(self: &std::sync::Arc<Self>, peer: IpAddr) -> Option<ConnectionSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_client) = &mut *open;
+        let mine = per_client.get(&peer).copied().unwrap_or(0);
+        if mine >= self.per_client || *total >= self.total {
+            return None;
+        }
+        per_client.insert(peer, mine + 1);
+        *total += 1;
+        Some(ConnectionSlot {
+            limiter: std::sync::Arc::clone(self),
+            peer,
+        })
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+/// One admitted connection; dropping it frees the slot.
+#[derive(Debug)]
+pub struct ConnectionSlot {
+    limiter: std::sync::Arc<ConnectionLimiter>,
+    peer: IpAddr,
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (total, per_client) = &mut *open;
+        *total = total.saturating_sub(1);
+        if let Some(n) = per_client.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                per_client.remove(&self.peer);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limiter_counts_per_address_and_in_total_and_frees_dropped_slots() {
+        let limiter = std::sync::Arc::new(ConnectionLimiter::new(2, 3));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let first = limiter.admit(a).unwrap();
+        let _second = limiter.admit(a).unwrap();
+        assert!(limiter.admit(a).is_none(), "a third from one address");
+        let _third = limiter.admit(b).unwrap();
+        assert!(limiter.admit(b).is_none(), "a fourth in total");
+        drop(first);
+        assert_eq!(limiter.open(), 2);
+        assert!(limiter.admit(a).is_some());
+    }
 
     #[test]
     fn plain_response_decodes() {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_maildir::Store;
-use postroom_maildir::access::{Authenticator, LoginLimiter};
+use postroom_maildir::access::{Authenticator, ConnectionLimiter, ConnectionSlot, LoginLimiter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -14,7 +14,8 @@ use tracing::Instrument;
 
 use crate::{Action, Session};
 
-/// RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes.
+/// RFC 1939 section 3: an inactivity autologout timer of at least 10 minutes, here for each
+/// command once logged in. (Before login, [`Context::login_timeout`].)
 const AUTOLOGOUT: Duration = Duration::from_secs(10 * 60);
 
 /// How long a TLS handshake may take. A client that stalls in the middle of one (or never
@@ -32,6 +33,10 @@ pub struct Context {
     pub limiter: Arc<LoginLimiter>,
     /// The TLS configuration (certificate and key).
     pub tls: Arc<rustls::ServerConfig>,
+    /// Open connections per client address and in total, shared with IMAP.
+    pub connections: Arc<ConnectionLimiter>,
+    /// Before login, how long each command line may take (`[mail.access] login_timeout`).
+    pub login_timeout: Duration,
 }
 
 /// Accepts connections for ever. With `implicit_tls` (port 995) TLS starts at once; otherwise
@@ -56,12 +61,19 @@ pub async fn serve(
                 continue;
             }
         };
+        let Some(slot) = ctx.connections.admit(peer_ip(peer)) else {
+            tracing::info!(%peer, "pop3: too many connections; refused");
+            // A negative greeting, then the close. Not awaited: a refused client gets no task
+            // and no wait, and the line fits any send buffer.
+            let _ = tcp.try_write(b"-ERR [SYS/TEMP] too many connections, try again later\r\n");
+            continue;
+        };
         let ctx = ctx.clone();
         let stop = stop.clone();
         let span = tracing::info_span!("pop3", %peer, tls = implicit_tls);
         tokio::spawn(
             async move {
-                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop).await {
+                if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop, slot).await {
                     tracing::debug!(error = %e, "pop3 connection ended with an error");
                 }
             }
@@ -86,48 +98,63 @@ async fn connection(
     implicit: bool,
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
+    _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let ip = match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        ip => ip,
-    };
     let session = Session::new(
         ctx.store.clone(),
         ctx.auth.clone(),
         ctx.limiter.clone(),
-        ip,
+        peer_ip(peer),
         implicit,
     );
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
         let tls = handshake(&acceptor, tcp).await?;
-        drive(tls, session, true, stop).await?;
+        drive(tls, session, true, &ctx, stop).await?;
         return Ok(());
     }
-    if let Some((tcp, mut session)) = drive(tcp, session, true, stop.clone()).await? {
+    if let Some((tcp, mut session)) = drive(tcp, session, true, &ctx, stop.clone()).await? {
         let tls = handshake(&acceptor, tcp).await?;
         tracing::Span::current().record("tls", true);
         session.tls_started();
-        drive(tls, session, false, stop).await?;
+        drive(tls, session, false, &ctx, stop).await?;
     }
     Ok(())
+}
+
+fn peer_ip(peer: SocketAddr) -> IpAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        ip => ip,
+    }
 }
 
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     mut session: Session,
     greet: bool,
+    ctx: &Context,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<Option<(S, Session)>> {
     if greet {
         stream.write_all(&session.greeting()).await?;
         stream.flush().await?;
     }
+    // The time allowed for the next command, counted from the last answer: bytes trickling in
+    // without completing a command do not move it.
+    let allowed = |session: &Session| {
+        if session.is_authenticated() {
+            AUTOLOGOUT
+        } else {
+            ctx.login_timeout
+        }
+    };
+    let mut deadline = tokio::time::Instant::now() + allowed(&session);
     let mut buf = vec![0u8; 8 * 1024];
     loop {
         let read = tokio::select! {
-            read = tokio::time::timeout(AUTOLOGOUT, stream.read(&mut buf)) => read,
+            read = tokio::time::timeout_at(deadline, stream.read(&mut buf)) => read,
             _ = stopped(&mut stop) => {
                 // Not the UPDATE state: messages marked with DELE stay (RFC 1939 section 6).
                 stream.write_all(b"-ERR [SYS/TEMP] server shutting down\r\n").await?;
@@ -144,8 +171,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(None);
         }
         let output = blocking(|| session.receive(&buf[..n]));
-        stream.write_all(&output.bytes).await?;
-        stream.flush().await?;
+        if !output.bytes.is_empty() {
+            stream.write_all(&output.bytes).await?;
+            stream.flush().await?;
+            deadline = tokio::time::Instant::now() + allowed(&session);
+        }
         match output.action {
             Action::Continue => {}
             Action::Close => {

@@ -89,6 +89,11 @@ impl Session {
         b"+OK Postroom POP3 ready\r\n".to_vec()
     }
 
+    /// True once the client has logged in (the TRANSACTION state).
+    pub fn is_authenticated(&self) -> bool {
+        matches!(self.state, State::Transaction { .. })
+    }
+
     /// Tells the session that the TLS handshake after STLS succeeded.
     pub fn tls_started(&mut self) {
         self.tls = true;
