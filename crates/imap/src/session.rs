@@ -131,11 +131,8 @@ pub struct Session {
     state: State,
     mode: Mode,
     buf: Vec<u8>,
-    /// End (in `buf`) of the literal data last agreed to; the decoder reports the same literal
-    /// again until all its bytes are in.
-    literal_end: Option<usize>,
-    /// Where to look for the line ending of the next literal announcement.
-    literal_resume: usize,
+    /// How much of the command at the start of `buf` is delimited so far.
+    frame: Frame,
     sizes: HashMap<u32, usize>,
 }
 
@@ -161,8 +158,7 @@ impl Session {
             state: State::NotAuthenticated,
             mode: Mode::Command,
             buf: Vec::new(),
-            literal_end: None,
-            literal_resume: 0,
+            frame: Frame::default(),
             sizes: HashMap::new(),
         }
     }
@@ -256,20 +252,27 @@ impl Session {
         }
     }
 
-    fn take_line(&mut self) -> Option<Vec<u8>> {
-        let end = self.buf.windows(2).position(|w| w == b"\r\n")?;
-        let line = self.buf[..end].to_vec();
-        self.buf.drain(..end + 2);
-        Some(line)
+    /// The next line (without its CRLF) read outside commands: IDLE's `DONE`, a SASL response.
+    /// A line longer than `limit` is refused as soon as that is certain, whether or not its end
+    /// is in yet, so the answer does not depend on how the bytes were cut into reads.
+    fn take_line(&mut self, limit: usize) -> Line {
+        match find_crlf(&self.buf, 0) {
+            Some(end) if end > limit => Line::TooLong,
+            Some(end) => {
+                let line = self.buf[..end].to_vec();
+                self.buf.drain(..end + 2);
+                Line::Whole(line)
+            }
+            None if unfinished_line(&self.buf, 0) > limit => Line::TooLong,
+            None => Line::Partial,
+        }
     }
 
     fn step_idle(&mut self, out: &mut Vec<u8>) -> Step {
-        let Some(line) = self.take_line() else {
-            return if self.buf.len() > 1024 {
-                Step::Act(self.bye(out, "line too long"))
-            } else {
-                Step::More
-            };
+        let line = match self.take_line(1024) {
+            Line::Whole(line) => line,
+            Line::Partial => return Step::More,
+            Line::TooLong => return Step::Act(self.bye(out, "line too long")),
         };
         let Mode::Idle { tag } = std::mem::replace(&mut self.mode, Mode::Command) else {
             return Step::Again;
@@ -284,12 +287,10 @@ impl Session {
     }
 
     fn step_auth(&mut self, out: &mut Vec<u8>) -> Step {
-        let Some(line) = self.take_line() else {
-            return if self.buf.len() > 8192 {
-                Step::Act(self.bye(out, "line too long"))
-            } else {
-                Step::More
-            };
+        let line = match self.take_line(8192) {
+            Line::Whole(line) => line,
+            Line::Partial => return Step::More,
+            Line::TooLong => return Step::Act(self.bye(out, "line too long")),
         };
         let Mode::AuthPlain { tag } = std::mem::replace(&mut self.mode, Mode::Command) else {
             return Step::Again;
@@ -302,132 +303,105 @@ impl Session {
         Step::Again
     }
 
+    /// Delimits the next command, its lines and the literals they announce (RFC 3501 sections
+    /// 2.2 and 4.3, RFC 7888), and only then parses and runs it. Every decision is taken on a
+    /// line once its CRLF is in, so the answers do not depend on how the bytes were cut into
+    /// reads, and a literal's bytes are always taken as its data, never as commands.
     fn step_command(&mut self, out: &mut Vec<u8>) -> Step {
-        if self.buf.is_empty() {
-            return Step::More;
-        }
-        let decoded = CommandCodec::default().decode_static(&self.buf);
-        match decoded {
-            Ok((rest, command)) => {
-                let consumed = self.buf.len() - rest.len();
-                self.buf.drain(..consumed);
-                self.literal_end = None;
-                self.literal_resume = 0;
-                let action = self.command(command, out);
-                if action == Action::Continue {
-                    Step::Again
-                } else {
-                    Step::Act(action)
-                }
+        loop {
+            let line_start = self.frame.line_start;
+            if self.buf.is_empty() || self.buf.len() < line_start {
+                // Nothing yet, or a literal's data is still on its way.
+                return Step::More;
             }
-            Err(CommandDecodeError::Incomplete) => self.incomplete(out),
-            Err(CommandDecodeError::LiteralFound { tag, length, mode }) => {
-                if let Some(end) = self.literal_end {
-                    if self.buf.len() < end {
-                        return Step::More;
-                    }
-                    self.literal_resume = end;
+            let Some(line_end) = find_crlf(&self.buf, self.frame.searched) else {
+                // A CR at the end may begin the CRLF: look there again next time.
+                self.frame.searched = self.buf.len().saturating_sub(1).max(line_start);
+                let text = self.frame.text + unfinished_line(&self.buf, line_start);
+                if text > self.limits.max_line {
+                    return Step::Act(self.bye(out, "command line too long"));
                 }
-                let Some(line_end) = find_crlf(&self.buf, self.literal_resume) else {
-                    return Step::More;
+                return Step::More;
+            };
+            let text = self.frame.text + (line_end - line_start);
+            if text > self.limits.max_line {
+                return Step::Act(self.bye(out, "command line too long"));
+            }
+            let data_start = line_end + 2;
+            let Some((length, mode)) = literal_announced(&self.buf[line_start..line_end]) else {
+                return self.run_framed(data_start, out);
+            };
+            let literals = self.frame.literals.saturating_add(length);
+            let too_big = literals > u64::from(self.literal_limit());
+            if mode == LiteralMode::Sync {
+                // RFC 3501 section 7.5: the client waits for a continuation before it sends the
+                // data, so a command that is already wrong, or a literal over the limit, is
+                // refused now, the line is dropped and the session goes on.
+                let tag = match CommandCodec::default().decode(&self.buf[..data_start]) {
+                    Err(CommandDecodeError::LiteralFound { tag, .. }) => tag.as_ref().to_owned(),
+                    _ => return self.refuse_framed(data_start, out),
                 };
-                let data_start = line_end + 2;
-                if length > self.literal_limit() {
-                    // RFC 7888 section 4 / RFC 3501 section 7.1: refuse, and for a
-                    // synchronizing literal the client sends no data, so the line is dropped
-                    // and the session goes on. A non-synchronizing literal's data is already on
-                    // its way and cannot be told from commands: close.
+                if too_big {
                     self.buf.drain(..data_start);
-                    self.literal_end = None;
-                    self.literal_resume = 0;
-                    let tag = tag.as_ref().to_owned();
-                    push(
-                        out,
-                        &format!(
-                            "{tag} NO [TOOBIG] literal larger than {} bytes\r\n",
-                            self.literal_limit()
-                        ),
-                    );
-                    if mode == LiteralMode::NonSync {
-                        return Step::Act(self.bye(out, "literal too big"));
-                    }
+                    self.frame = Frame::default();
+                    self.too_big(out, &tag);
                     return Step::Again;
                 }
-                let end = data_start + length as usize;
-                self.literal_end = Some(end);
-                self.literal_resume = end;
-                if mode == LiteralMode::Sync {
-                    push(out, "+ Ready for literal data\r\n");
-                }
-                if self.buf.len() >= end {
-                    Step::Again
-                } else {
-                    Step::More
-                }
+                push(out, "+ Ready for literal data\r\n");
+            } else if too_big {
+                // RFC 7888 section 4: a non-synchronizing literal's data is already on its way
+                // and cannot be told from commands: refuse it and close.
+                let tag = first_token(&self.buf).unwrap_or_else(|| "*".to_owned());
+                self.too_big(out, &tag);
+                return Step::Act(self.bye(out, "literal too big"));
             }
-            Err(CommandDecodeError::Failed) => {
-                let Some(line_end) = find_crlf(&self.buf, self.literal_resume) else {
-                    return Step::More;
-                };
-                let line = self.buf[..line_end].to_vec();
-                self.buf.drain(..line_end + 2);
-                self.literal_end = None;
-                self.literal_resume = 0;
-                let tag = line
-                    .split(|&b| b == b' ')
-                    .next()
-                    .filter(|t| {
-                        !t.is_empty()
-                            && t.iter()
-                                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(b))
-                    })
-                    .map(|t| String::from_utf8_lossy(t).into_owned());
-                match tag {
-                    Some(tag) => push(out, &format!("{tag} BAD command not understood\r\n")),
-                    None => push(out, "* BAD command not understood\r\n"),
-                }
-                Step::Again
-            }
+            // Within the limit, which fits in a u32.
+            let data_end = data_start + length as usize;
+            self.frame = Frame {
+                line_start: data_end,
+                searched: data_end,
+                text,
+                literals,
+            };
         }
     }
 
-    /// The decoder needs more bytes. It reports synchronizing literals itself but reads
-    /// through non-synchronizing ones (RFC 7888), so their announcements are checked against
-    /// the limit here, before their data arrives.
-    fn incomplete(&mut self, out: &mut Vec<u8>) -> Step {
-        loop {
-            if let Some(end) = self.literal_end {
-                if self.buf.len() < end {
-                    return Step::More;
-                }
-                self.literal_resume = end;
-            }
-            let Some(line_end) = find_crlf(&self.buf, self.literal_resume) else {
-                break;
-            };
-            let Some(length) = nonsync_literal(&self.buf[self.literal_resume..line_end]) else {
-                break;
-            };
-            if length > u64::from(self.literal_limit()) {
-                let tag = first_token(&self.buf).unwrap_or_else(|| "*".to_owned());
-                push(
-                    out,
-                    &format!(
-                        "{tag} NO [TOOBIG] literal larger than {} bytes\r\n",
-                        self.literal_limit()
-                    ),
-                );
-                // The data is already on its way and cannot be told from commands: close.
-                return Step::Act(self.bye(out, "literal too big"));
-            }
-            let end = line_end + 2 + length as usize;
-            self.literal_end = Some(end);
-            self.literal_resume = end;
+    /// Parses and runs the command that ends at `end` in the buffer.
+    fn run_framed(&mut self, end: usize, out: &mut Vec<u8>) -> Step {
+        let command = match CommandCodec::default().decode_static(&self.buf[..end]) {
+            Ok((rest, command)) if rest.is_empty() => command,
+            _ => return self.refuse_framed(end, out),
+        };
+        self.buf.drain(..end);
+        self.frame = Frame::default();
+        match self.command(command, out) {
+            Action::Continue => Step::Again,
+            action => Step::Act(action),
         }
-        if self.buf.len().saturating_sub(self.literal_resume) > self.limits.max_line {
-            return Step::Act(self.bye(out, "command line too long"));
+    }
+
+    /// Answers BAD to the command (or its part up to a synchronizing literal) that ends at `end`
+    /// in the buffer, and drops it.
+    fn refuse_framed(&mut self, end: usize, out: &mut Vec<u8>) -> Step {
+        match first_token(&self.buf[..end]) {
+            Some(tag) => push(out, &format!("{tag} BAD command not understood\r\n")),
+            None => push(out, "* BAD command not understood\r\n"),
         }
-        Step::More
+        self.buf.drain(..end);
+        self.frame = Frame::default();
+        Step::Again
+    }
+
+    /// RFC 7888 section 4 / RFC 3501 section 7.1: the literal (or the command's literals
+    /// together) exceed the limit.
+    fn too_big(&self, out: &mut Vec<u8>, tag: &str) {
+        push(
+            out,
+            &format!(
+                "{tag} NO [TOOBIG] literal larger than {} bytes\r\n",
+                self.literal_limit()
+            ),
+        );
     }
 
     fn bye(&mut self, out: &mut Vec<u8>, why: &str) -> Action {
@@ -888,6 +862,28 @@ enum Step {
     Act(Action),
 }
 
+/// How far the command at the start of the buffer is delimited: its lines before `line_start`
+/// are whole and the literals they announce are within the limit.
+#[derive(Debug, Default)]
+struct Frame {
+    /// Where the current line starts: 0, or the end of a literal's data (which may not all be
+    /// in yet).
+    line_start: usize,
+    /// Where to look for the current line's CRLF: there is none before it.
+    searched: usize,
+    /// Bytes of the command outside literal data before `line_start`, CRLFs not counted.
+    text: usize,
+    /// Bytes of literal data the command has announced so far.
+    literals: u64,
+}
+
+/// A line read outside commands.
+enum Line {
+    Whole(Vec<u8>),
+    Partial,
+    TooLong,
+}
+
 fn push(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
@@ -915,15 +911,29 @@ fn first_token(line: &[u8]) -> Option<String> {
         .map(|t| String::from_utf8_lossy(t).into_owned())
 }
 
-/// The length of a `{N+}` announcement ending a line, if there is one.
-fn nonsync_literal(line: &[u8]) -> Option<u64> {
-    let inner = line.strip_suffix(b"+}")?;
+/// The length and mode of a literal announced at the end of a line: `{N}`, `{N+}` (RFC 7888)
+/// or `~{N}` (RFC 3516). A length too large for a u64 is taken as u64::MAX: too big either way.
+fn literal_announced(line: &[u8]) -> Option<(u64, LiteralMode)> {
+    let inner = line.strip_suffix(b"}")?;
     let open = inner.iter().rposition(|&b| b == b'{')?;
-    let digits = &inner[open + 1..];
-    if digits.is_empty() || digits.len() > 12 || !digits.iter().all(u8::is_ascii_digit) {
+    let (digits, mode) = match inner[open + 1..].strip_suffix(b"+") {
+        Some(digits) => (digits, LiteralMode::NonSync),
+        None => (&inner[open + 1..], LiteralMode::Sync),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let length = digits.iter().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    });
+    Some((length, mode))
+}
+
+/// Bytes of the line that starts at `start` and has no CRLF yet, less a CR at the end that may
+/// begin one.
+fn unfinished_line(buf: &[u8], start: usize) -> usize {
+    let line = buf.get(start..).unwrap_or_default();
+    line.len() - usize::from(line.last() == Some(&b'\r'))
 }
 
 fn astring(s: &AString<'_>) -> String {

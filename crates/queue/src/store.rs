@@ -191,9 +191,15 @@ impl Store {
         };
         let mut schedule = BTreeMap::new();
         for entry in store.all()? {
-            if let Some(due) = Due::of(&entry) {
-                schedule.insert(entry.id, due);
-            }
+            // An entry with nothing pending is one whose round was cut off after recording its
+            // outcomes and before finishing (a crash): due at once, so that the runner sends
+            // the failure notices it still owes and removes it with its body.
+            let due = Due::of(&entry).unwrap_or(Due {
+                next_attempt: 0,
+                remote: false,
+                other: true,
+            });
+            schedule.insert(entry.id, due);
         }
         *store.lock_schedule() = schedule;
         Ok(store)
