@@ -48,6 +48,9 @@ pub struct Mail {
     pub relay: Relay,
     /// `[mail.access]`: limits of IMAP and POP3 sessions and of failed logins.
     pub access: Access,
+    /// `[mail.on_connect]`: what happens when the link comes up (on-demand mode): the ISP's
+    /// backup MX is sent ETRN, its domain mailboxes are fetched.
+    pub on_connect: OnConnect,
 }
 
 /// `[mail.listen]`: where each server listens. Defaults are the standard ports on all
@@ -641,5 +644,94 @@ impl Default for Access {
             max_connections: 100,
             login_timeout: Span(60),
         }
+    }
+}
+
+/// `[mail.on_connect]`: mail on connect. Once the link is up the queue is flushed, then the
+/// ISP is asked for the mail it holds for us: ETRN (RFC 1985) to its backup MX and/or a POP3
+/// multidrop fetch of each `[[mail.on_connect.pop3]]` mailbox.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OnConnect {
+    /// The ISP's backup MX that holds our mail while the link is down; empty for no ETRN.
+    pub etrn_host: String,
+    /// Its SMTP port.
+    pub etrn_port: u16,
+    /// The domains to ask for with ETRN; empty takes the mail domains.
+    pub etrn_domains: Vec<String>,
+    /// `[[mail.on_connect.pop3]]`: the ISP's domain mailboxes, fetched multidrop.
+    pub pop3: Vec<Pop3Mailbox>,
+    /// The network timeout of each step of ETRN and POP3.
+    pub timeout: Span,
+    /// How long the queue flush may keep the link before the hold is released anyway.
+    pub flush_timeout: Span,
+    /// After a call that failed (busy line, no answer), queued mail asks for the link again
+    /// only after this long; a scheduled or manual call still flushes it sooner.
+    pub redial_after: Span,
+}
+
+impl Default for OnConnect {
+    fn default() -> OnConnect {
+        OnConnect {
+            etrn_host: String::new(),
+            etrn_port: 25,
+            etrn_domains: Vec::new(),
+            pop3: Vec::new(),
+            timeout: Span(60),
+            flush_timeout: Span(600),
+            redial_after: Span(900),
+        }
+    }
+}
+
+/// One POP3 mailbox at the ISP holding mail for a whole domain (multidrop).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Mailbox {
+    /// The ISP's POP3 server.
+    pub host: String,
+    /// Its port: 110, or 995 with `tls`.
+    pub port: u16,
+    /// The mailbox's user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// POP3 over implicit TLS (RFC 8314). Not yet supported by the fetcher: a mailbox with
+    /// `tls = true` is skipped with a warning rather than sent the password in plain text.
+    pub tls: bool,
+    /// Leave fetched messages at the ISP (their UIDs keep them from being fetched twice).
+    pub keep: bool,
+}
+
+impl Default for Pop3Mailbox {
+    fn default() -> Pop3Mailbox {
+        Pop3Mailbox {
+            host: String::new(),
+            port: 110,
+            user: String::new(),
+            password: String::new(),
+            tls: false,
+            keep: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod on_connect_tests {
+    use super::*;
+
+    #[test]
+    fn on_connect_section_reads_etrn_and_mailboxes_with_defaults() {
+        let text = "[mail.on_connect]\netrn_host = \"mx2.isp.example\"\nredial_after = \"5m\"\n\
+                    [[mail.on_connect.pop3]]\nhost = \"pop.isp.example\"\nuser = \"office\"\n\
+                    password = \"s\"\n";
+        let config = crate::Config::parse(text).unwrap();
+        let c = &config.mail.on_connect;
+        assert_eq!(c.etrn_host, "mx2.isp.example");
+        assert_eq!(c.etrn_port, 25);
+        assert_eq!(c.redial_after, Span(300));
+        assert_eq!(c.pop3[0].port, 110);
+        assert!(!c.pop3[0].tls && !c.pop3[0].keep);
+        assert!(crate::Config::parse("[[mail.on_connect.pop3]]\npasword = \"x\"\n").is_err());
     }
 }

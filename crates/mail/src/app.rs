@@ -26,6 +26,8 @@ pub struct Paths {
     pub data_dir: PathBuf,
     /// `<run_dir>/mail.sock`.
     pub socket: PathBuf,
+    /// `<run_dir>/link.sock`: the link is asked for by its control socket.
+    pub link_socket: PathBuf,
 }
 
 impl Paths {
@@ -34,6 +36,7 @@ impl Paths {
         Paths {
             data_dir: config.system.data_dir.clone(),
             socket: config.system.socket("mail"),
+            link_socket: config.system.socket("link"),
         }
     }
 
@@ -142,6 +145,11 @@ pub struct App {
     control: postroom_control::Server,
     shared: Arc<Shared>,
     store: postroom_maildir::Store,
+    /// Mail on connect (flush, ETRN, POP3) when the link is dialled on demand.
+    on_connect: Option<crate::on_connect::Running>,
+    data_dir: PathBuf,
+    /// The effective `[mail]` at start, to tell on a reload what only a restart applies.
+    started_with: Mail,
 }
 
 impl App {
@@ -221,6 +229,16 @@ impl App {
             Some(TlsAcceptor::from(tls)),
         ));
         let services = Services::start(listeners, Arc::clone(&shared), queue.clone(), access)?;
+        // On demand, the queue asks for the link and is flushed when it comes up; a permanent
+        // link needs none of it: mail goes straight out.
+        let on_connect = link_on_demand.then(|| {
+            crate::on_connect::Running::start(
+                queue.clone(),
+                paths.link_socket.clone(),
+                crate::on_connect::Plan::new(&mail, addresses.smtp, &paths.data_dir),
+                mail.queue.hold_when_link_down,
+            )
+        });
         let control = postroom_control::serve(
             &paths.socket,
             crate::control::router(Arc::clone(&shared), addresses, started)
@@ -235,17 +253,44 @@ impl App {
             control,
             shared,
             store,
+            on_connect,
+            data_dir: paths.data_dir,
+            started_with: mail,
         })
     }
 
     /// Applies a changed configuration (the supervisor sends SIGHUP after `ctl reload`):
     /// users, passwords, aliases, routing, trusted networks and limits apply to new
-    /// connections at once; new users get their Maildir. Listener addresses, TLS files and
-    /// queue settings need a restart.
+    /// connections at once; new users get their Maildir; `[mail.on_connect]` applies from the
+    /// next connect. Listener addresses, TLS files, queue settings and the link mode need a
+    /// restart.
     pub fn reload(&self, config: &Config) -> Result<(), Error> {
         let mail = effective(config);
+        let was = &self.started_with;
+        let on_demand = config.link.mode == postroom_config::link::Mode::OnDemand;
+        for (section, changed) in [
+            ("[mail.listen]", mail.listen != was.listen),
+            ("[mail.tls]", mail.tls != was.tls),
+            ("[mail.queue]", mail.queue != was.queue),
+            ("[mail.relay]", mail.relay != was.relay),
+            ("[link] mode", on_demand != self.on_connect.is_some()),
+        ] {
+            if changed {
+                warn!(
+                    section,
+                    "changed: applies only when the mail component is restarted"
+                );
+            }
+        }
         for user in &mail.users {
             self.store.create_user(&user.name).map_err(Error::Maildir)?;
+        }
+        if let Some(on_connect) = &self.on_connect {
+            on_connect.reload(crate::on_connect::Plan::new(
+                &mail,
+                self.addresses.smtp,
+                &self.data_dir,
+            ));
         }
         self.shared.reload(mail);
         info!("configuration reloaded");
@@ -291,6 +336,9 @@ impl App {
     /// Stops every server (open sessions get 421) and the control socket.
     pub async fn stop(self) {
         info!("shutting down");
+        if let Some(on_connect) = self.on_connect {
+            on_connect.stop().await;
+        }
         self.services.shutdown().await;
         let _ = self.control.shutdown().await;
     }

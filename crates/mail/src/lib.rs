@@ -12,6 +12,7 @@ pub mod control;
 pub mod delivery;
 mod error;
 pub mod intake;
+pub mod on_connect;
 pub mod privileges;
 pub mod router;
 pub mod services;
