@@ -8,8 +8,11 @@
 //! - [`on_connect::while_held`] and [`on_connect::pull`]: hold the link, pull the mail,
 //!   release the hold.
 //!
-//! Not yet: `postroom mail` calling these when the link comes up (after flushing its queue);
-//! that step belongs to the mail component.
+//! `postroom mail` calls [`on_connect::pull`] once the link is up and its queue is flushed
+//! (`crates/mail/src/on_connect.rs`).
+//!
+//! Not yet: POP3 over TLS (STLS or port 995); a mailbox configured with TLS is skipped with a
+//! warning rather than sending its password in the clear.
 
 #![forbid(unsafe_code)]
 
