@@ -1,11 +1,12 @@
 //! The IMAP listeners: tokio and rustls around [`Session`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_maildir::Store;
 use postroom_maildir::access::{Authenticator, ConnectionLimiter, ConnectionSlot, LoginLimiter};
+use postroom_maildir::listener::{accept_loop, peer_ip, stopped};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -54,40 +55,26 @@ pub async fn serve(
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut stopping = stop.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped(&mut stopping) => return Ok(()),
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: wait rather than spin.
-                tracing::warn!(error = %e, "imap accept failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let Some(slot) = ctx.connections.admit(peer_ip(peer)) else {
-            tracing::info!(%peer, "imap: too many connections; refused");
-            // RFC 3501 section 7.1.5: BYE as the greeting refuses the connection. Not awaited:
-            // a refused client gets no task and no wait, and the line fits any send buffer.
-            let _ = tcp.try_write(b"* BYE too many connections, try again later\r\n");
-            continue;
-        };
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
-        tokio::spawn(
+    // RFC 3501 section 7.1.5: BYE as the greeting refuses a connection over the limit.
+    accept_loop(
+        listener,
+        "imap",
+        &ctx.connections,
+        b"* BYE too many connections, try again later\r\n",
+        &stop,
+        |tcp, peer, slot| {
+            let ctx = ctx.clone();
+            let stop = stop.clone();
+            let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
             async move {
                 if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop, slot).await {
                     tracing::debug!(error = %e, "imap connection ended with an error");
                 }
             }
-            .instrument(span),
-        );
-    }
+            .instrument(span)
+        },
+    )
+    .await
 }
 
 async fn connection(
@@ -130,13 +117,6 @@ async fn handshake(
     tokio::time::timeout(HANDSHAKE, acceptor.accept(tcp))
         .await
         .unwrap_or_else(|_elapsed| Err(std::io::ErrorKind::TimedOut.into()))
-}
-
-fn peer_ip(peer: SocketAddr) -> IpAddr {
-    match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        ip => ip,
-    }
 }
 
 /// Runs the session on a stream until it closes, or until STARTTLS hands the stream back.
@@ -243,10 +223,4 @@ pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
-}
-
-/// Resolves once `postroom mail` is stopping. (The watch guard is dropped here, so the future
-/// stays Send.)
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }

@@ -14,6 +14,7 @@
 
 pub mod access;
 mod flags;
+pub mod listener;
 mod maildir;
 pub mod mutf7;
 mod store;

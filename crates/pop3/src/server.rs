@@ -1,11 +1,12 @@
 //! The POP3 listeners: tokio and rustls around [`Session`].
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use postroom_maildir::Store;
 use postroom_maildir::access::{Authenticator, ConnectionLimiter, ConnectionSlot, LoginLimiter};
+use postroom_maildir::listener::{accept_loop, peer_ip, stopped};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -47,39 +48,26 @@ pub async fn serve(
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut stopping = stop.clone();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stopped(&mut stopping) => return Ok(()),
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "pop3 accept failed");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            }
-        };
-        let Some(slot) = ctx.connections.admit(peer_ip(peer)) else {
-            tracing::info!(%peer, "pop3: too many connections; refused");
-            // A negative greeting, then the close. Not awaited: a refused client gets no task
-            // and no wait, and the line fits any send buffer.
-            let _ = tcp.try_write(b"-ERR [SYS/TEMP] too many connections, try again later\r\n");
-            continue;
-        };
-        let ctx = ctx.clone();
-        let stop = stop.clone();
-        let span = tracing::info_span!("pop3", %peer, tls = implicit_tls);
-        tokio::spawn(
+    // A negative greeting refuses a connection over the limit ([SYS/TEMP], RFC 3206).
+    accept_loop(
+        listener,
+        "pop3",
+        &ctx.connections,
+        b"-ERR [SYS/TEMP] too many connections, try again later\r\n",
+        &stop,
+        |tcp, peer, slot| {
+            let ctx = ctx.clone();
+            let stop = stop.clone();
+            let span = tracing::info_span!("pop3", %peer, tls = implicit_tls);
             async move {
                 if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop, slot).await {
                     tracing::debug!(error = %e, "pop3 connection ended with an error");
                 }
             }
-            .instrument(span),
-        );
-    }
+            .instrument(span)
+        },
+    )
+    .await
 }
 
 /// The TLS handshake, bounded by [`HANDSHAKE`].
@@ -121,13 +109,6 @@ async fn connection(
         drive(tls, session, false, &ctx, stop).await?;
     }
     Ok(())
-}
-
-fn peer_ip(peer: SocketAddr) -> IpAddr {
-    match peer.ip() {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        ip => ip,
-    }
 }
 
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
@@ -194,10 +175,4 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
         }
         _ => f(),
     }
-}
-
-/// Resolves once `postroom mail` is stopping. (The watch guard is dropped here, so the future
-/// stays Send.)
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
 }
