@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod cleanup;
 mod flags;
 pub mod listener;
 mod maildir;
