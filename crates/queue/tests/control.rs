@@ -9,17 +9,8 @@ use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt;
 use postroom_queue::control::{QueueListing, router};
-use postroom_queue::{Destination, Envelope, OutcomeKind, Recipient};
+use postroom_queue::{Envelope, OutcomeKind};
 use tower::ServiceExt;
-
-fn remote(address: &str) -> Recipient {
-    Recipient::new(
-        address,
-        Destination::Remote {
-            address: address.into(),
-        },
-    )
-}
 
 async fn call(app: &axum::Router, method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
     let request = Request::builder()

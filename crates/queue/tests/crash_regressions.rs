@@ -8,19 +8,10 @@ use std::sync::Arc;
 use common::*;
 use postroom_queue::spool::Spool;
 use postroom_queue::store::{Op, Store};
-use postroom_queue::{Destination, Envelope, Recipient, Status};
+use postroom_queue::{Envelope, Status};
 
 const MESSAGE: &[u8] =
     b"From: alice@office.example\r\nTo: ok@y.example\r\nSubject: t\r\n\r\nbody\r\n";
-
-fn remote(address: &str) -> Recipient {
-    Recipient::new(
-        address,
-        Destination::Remote {
-            address: address.into(),
-        },
-    )
-}
 
 /// Killed after a round recorded its last outcomes and before it removed the entry: nothing is
 /// pending, so the entry never came due again. It stayed in the queue for ever with its body,

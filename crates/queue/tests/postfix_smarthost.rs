@@ -6,14 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::postfix::{
-    Postfix, SASL_PASSWORD, SASL_USER, available, free_port, strip_postfix_headers,
-};
 use common::*;
 use mail_parser::{MessageParser, MimeHeaders};
+use postroom_queue::Envelope;
 use postroom_queue::transport::SmtpTransport;
-use postroom_queue::{Destination, Envelope, Queue, Recipient};
 use postroom_smtp_client::{CertCheck, Credentials, Relay, SendOptions, Timeouts, TlsMode};
+use postroom_testpeers::message::{crlf_to_lf, strip_postfix_headers};
+use postroom_testpeers::{Postfix, PostfixOptions, SASL_PASSWORD, SASL_USER, require};
 
 fn smarthost(postfix: &Postfix) -> Arc<SmtpTransport> {
     smarthost_with_auth(postfix, None)
@@ -22,10 +21,10 @@ fn smarthost(postfix: &Postfix) -> Arc<SmtpTransport> {
 fn smarthost_with_auth(postfix: &Postfix, auth: Option<(&str, &str)>) -> Arc<SmtpTransport> {
     let relay = Relay::Smarthost {
         host: "127.0.0.1".into(),
-        port: postfix.port,
+        port: postfix.smtp_port,
         tls: TlsMode::Required,
         cert: CertCheck::Verify {
-            extra_ca_file: Some(postfix.ca_file.clone()),
+            extra_ca_file: Some(postfix.ca_file()),
         },
         auth: auth.map(|(u, p)| Credentials {
             username: u.into(),
@@ -43,15 +42,6 @@ fn smarthost_with_auth(postfix: &Postfix, auth: Option<(&str, &str)>) -> Arc<Smt
     Arc::new(SmtpTransport::new(relay, options))
 }
 
-fn remote(address: &str) -> Recipient {
-    Recipient::new(
-        address,
-        Destination::Remote {
-            address: address.into(),
-        },
-    )
-}
-
 fn message(n: usize) -> Vec<u8> {
     // What the mail component queues: its Received header, then the client's message as sent,
     // with a dot-leading line, a long line and 8-bit text.
@@ -67,44 +57,12 @@ fn message(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-fn crlf_to_lf(b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\r' && b.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-fn spawn_runner(
-    queue: &Queue,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let q = queue.clone();
-    let handle = tokio::spawn(async move {
-        q.run(async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (handle, stop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relayed_message_arrives_byte_for_byte_over_starttls() {
-    if !available() {
+    if !require("postfix") {
         return;
     }
-    let mut postfix = Postfix::configure(free_port());
-    postfix.start();
+    let postfix = Postfix::start(PostfixOptions::smarthost()).expect("postfix starts");
     let dir = tempfile::tempdir().unwrap();
     let h = open_queue(dir.path(), &config(60), smarthost(&postfix), None);
     let (runner, stop) = spawn_runner(&h.queue);
@@ -154,11 +112,10 @@ async fn relayed_message_arrives_byte_for_byte_over_starttls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smarthost_refusal_gives_the_sender_a_report_with_the_remote_reply() {
-    if !available() {
+    if !require("postfix") {
         return;
     }
-    let mut postfix = Postfix::configure(free_port());
-    postfix.start();
+    let postfix = Postfix::start(PostfixOptions::smarthost()).expect("postfix starts");
     let dir = tempfile::tempdir().unwrap();
     let h = open_queue(dir.path(), &config(60), smarthost(&postfix), None);
     let (runner, stop) = spawn_runner(&h.queue);
@@ -219,10 +176,10 @@ async fn smarthost_refusal_gives_the_sender_a_report_with_the_remote_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smarthost_down_keeps_the_message_queued_until_it_is_back() {
-    if !available() {
+    if !require("postfix") {
         return;
     }
-    let mut postfix = Postfix::configure(free_port());
+    let mut postfix = Postfix::configure(PostfixOptions::smarthost()).expect("postfix set up");
     let dir = tempfile::tempdir().unwrap();
     let h = open_queue(dir.path(), &config(1), smarthost(&postfix), None);
     let (runner, stop) = spawn_runner(&h.queue);
@@ -254,7 +211,7 @@ async fn smarthost_down_keeps_the_message_queued_until_it_is_back() {
         "no bounce for a temporary failure"
     );
 
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     eventually("delivery once the smarthost is back", 120, || {
         postfix.delivered("bob").len() == 1
     })
@@ -272,12 +229,11 @@ async fn smarthost_down_keeps_the_message_queued_until_it_is_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
-    if !available() {
+    if !require("postfix") {
         return;
     }
     const N: usize = 12;
-    let mut postfix = Postfix::configure(free_port());
-    postfix.start();
+    let postfix = Postfix::start(PostfixOptions::smarthost()).expect("postfix starts");
     let dir = tempfile::tempdir().unwrap();
     let transport = smarthost(&postfix);
 
@@ -348,11 +304,10 @@ async fn restart_with_a_full_queue_loses_nothing_and_sends_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smarthost_with_sasl_auth_relays_after_starttls_and_auth() {
-    if !available() {
+    if !require("postfix") || !require("dovecot") {
         return;
     }
-    let mut postfix = Postfix::configure_with_sasl(free_port());
-    postfix.start();
+    let postfix = Postfix::start(PostfixOptions::smarthost().with_auth()).expect("postfix starts");
     let dir = tempfile::tempdir().unwrap();
     let transport = smarthost_with_auth(&postfix, Some((SASL_USER, SASL_PASSWORD)));
     let h = open_queue(dir.path(), &config(60), transport, None);
@@ -388,11 +343,10 @@ async fn smarthost_with_sasl_auth_relays_after_starttls_and_auth() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smarthost_refusing_our_password_defers_instead_of_bouncing() {
-    if !available() {
+    if !require("postfix") || !require("dovecot") {
         return;
     }
-    let mut postfix = Postfix::configure_with_sasl(free_port());
-    postfix.start();
+    let postfix = Postfix::start(PostfixOptions::smarthost().with_auth()).expect("postfix starts");
     let dir = tempfile::tempdir().unwrap();
     let transport = smarthost_with_auth(&postfix, Some((SASL_USER, "wrong")));
     let h = open_queue(dir.path(), &config(1), transport, None);

@@ -14,15 +14,6 @@ use postroom_queue::{Destination, Envelope, OutcomeKind, Recipient, Status};
 const MESSAGE: &[u8] = b"From: alice@office.example\r\nTo: bob@elsewhere.example\r\n\
 Subject: test\r\n\r\nbody line\r\n.leading dot\r\n";
 
-fn remote(address: &str) -> Recipient {
-    Recipient::new(
-        address,
-        Destination::Remote {
-            address: address.into(),
-        },
-    )
-}
-
 fn local(user: &str) -> Recipient {
     Recipient::new(
         format!("{user}@office.example"),
@@ -31,23 +22,6 @@ fn local(user: &str) -> Recipient {
             folder: None,
         },
     )
-}
-
-fn spawn_runner(
-    queue: &postroom_queue::Queue,
-) -> (
-    tokio::task::JoinHandle<()>,
-    tokio::sync::oneshot::Sender<()>,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let q = queue.clone();
-    let handle = tokio::spawn(async move {
-        q.run(async move {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    (handle, stop)
 }
 
 #[tokio::test]

@@ -2,18 +2,28 @@
 //!
 //! - [`require`]: a test that needs a program fails under CI (`CI` set) when it is missing, and
 //!   is skipped with a message otherwise (TEAM.md).
-//! - [`Postfix`]: a private Postfix instance in a temporary directory: its own main.cf and
-//!   master.cf, queue and log, `inet_interfaces = 127.0.0.1`, an smtpd on a free port. It needs
-//!   root (as CI and the dev machines run) and the Debian postfix package (user `postfix`, group
-//!   `postdrop`). It never touches /etc/postfix or the system's instance.
+//! - [`Postfix`]: a private Postfix instance in a temporary directory, as the sending MTA, the
+//!   ISP's smarthost (STARTTLS, AUTH through a private Dovecot, virtual Maildirs) or its backup
+//!   MX (ETRN): see [`PostfixOptions`].
+//! - [`Dovecot`]: a private Dovecot POP3 server, the ISP's domain mailbox.
+//! - [`message`]: reading what a peer delivered.
+//!
+//! The peers need root (as CI and the dev machines run) and the Debian packages postfix and
+//! dovecot-pop3d. They never touch /etc/postfix, /etc/dovecot or the system's instances.
 
 #![forbid(unsafe_code)]
 
-use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+pub mod dovecot;
+pub mod message;
+pub mod postfix;
+
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use dovecot::Dovecot;
+pub use postfix::{Postfix, PostfixOptions, SASL_PASSWORD, SASL_USER, VirtualMailboxes};
 
 /// True when `program` can be run. When it cannot: panics under CI, else prints why the test
 /// is skipped and returns false.
@@ -45,7 +55,38 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
-/// Waits until `check` is true, polling, for at most `limit`. Returns the last result.
+/// A free port on 127.0.0.1 below the kernel's ephemeral range. A port that must still be free
+/// when a process restarts (or when a peer comes up late) cannot come from the ephemeral range:
+/// while it is closed, any outgoing connection on the machine may get it as its source port,
+/// and the bind then fails with EADDRINUSE.
+pub fn restart_safe_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+        .clamp(12_000, 65_535);
+    let seed = std::process::id()
+        ^ SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    for _ in 0..1_000 {
+        let n = seed.wrapping_add(COUNTER.fetch_add(7_919, Ordering::Relaxed));
+        let port = 10_000 + n % (low - 10_000);
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 below {low}");
+}
+
+/// Waits until `check` is true, polling every 100 ms, for at most `limit`. Returns the last
+/// result.
 pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
@@ -59,132 +100,37 @@ pub fn wait_for(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// How to set up a [`Postfix`] instance.
-#[derive(Debug, Clone, Default)]
-pub struct PostfixOptions {
-    /// Relay all mail to this host (`relayhost = [ip]:port`).
-    pub relayhost: Option<SocketAddr>,
-    /// More `main.cf` lines, e.g. `mydestination = ...`; later lines win.
-    pub main_cf: Vec<String>,
-    /// More `master.cf` lines.
-    pub master_cf: Vec<String>,
-}
-
-/// A private Postfix instance; stopped when dropped.
-#[derive(Debug)]
-pub struct Postfix {
-    dir: tempfile::TempDir,
-    /// The port of its smtpd on 127.0.0.1.
-    pub smtp_port: u16,
-    running: bool,
-}
-
-impl Postfix {
-    /// Writes the configuration and starts the instance.
-    pub fn start(options: PostfixOptions) -> std::io::Result<Postfix> {
-        let dir = tempfile::Builder::new()
-            .prefix("postroom-postfix-")
-            .tempdir()?;
-        // Postfix's daemons run as the postfix user and must reach the queue below this.
-        set_mode(dir.path(), 0o755)?;
-        let smtp_port = free_port();
-        let root = dir.path();
-        for sub in ["etc", "queue", "data"] {
-            std::fs::create_dir_all(root.join(sub))?;
-        }
-        // master's lock and the TLS caches live in data_directory, written as the postfix user.
-        let (uid, gid) = account_ids("postfix")?;
-        std::os::unix::fs::chown(root.join("data"), Some(uid), Some(gid))?;
-        std::fs::write(root.join("etc/main.cf"), main_cf(root, &options))?;
-        std::fs::write(root.join("etc/master.cf"), master_cf(smtp_port, &options))?;
-        std::fs::write(root.join("maillog"), "")?;
-
-        let mut postfix = Postfix {
-            dir,
-            smtp_port,
-            running: false,
-        };
-        postfix.postfix(&["check"])?;
-        postfix.postfix(&["start"])?;
-        postfix.running = true;
-        let port = smtp_port;
-        let up = wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        if !up {
-            return Err(std::io::Error::other(format!(
-                "postfix smtpd did not listen on {port}; log:\n{}",
-                postfix.log()
-            )));
-        }
-        Ok(postfix)
-    }
-
-    /// The instance's configuration directory (for `postfix -c`, `postqueue -c`).
-    pub fn config_dir(&self) -> PathBuf {
-        self.dir.path().join("etc")
-    }
-
-    /// The instance's top directory.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Its log so far (`maillog_file`).
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
-    }
-
-    /// Asks the queue manager to try every deferred message now.
-    pub fn flush(&self) -> std::io::Result<()> {
-        let out = Command::new(postfix_bin("postqueue"))
-            .arg("-c")
-            .arg(self.config_dir())
-            .arg("-f")
-            .output()?;
-        check(out, "postqueue -f")
-    }
-
-    /// True when its queue holds no message.
-    pub fn queue_is_empty(&self) -> bool {
-        let queue = self.dir.path().join("queue");
-        ["incoming", "active", "deferred", "maildrop", "hold"]
-            .iter()
-            .all(|q| dir_is_empty(&queue.join(q)))
-    }
-
-    /// Stops the instance (also done on drop).
-    pub fn stop(&mut self) -> std::io::Result<()> {
-        if self.running {
-            self.running = false;
-            self.postfix(&["stop"])?;
-        }
-        Ok(())
-    }
-
-    fn postfix(&self, args: &[&str]) -> std::io::Result<()> {
-        let out = Command::new(postfix_bin("postfix"))
-            .arg("-c")
-            .arg(self.config_dir())
-            .args(args)
-            .output()?;
-        check(out, &format!("postfix {}", args.join(" ")))
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        if let Err(e) = self.stop() {
-            eprintln!("stopping the test postfix failed: {e}");
-        }
-        // `postfix stop` returns once master is told; give it a moment to go, so the
-        // temporary directory can be removed.
-        std::thread::sleep(Duration::from_millis(200));
-    }
+/// Runs a program with `input` on its stdin; returns (success, stdout then stderr). Panics when
+/// the program cannot be started.
+pub fn run(program: &str, args: &[&str], input: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Written from a thread: a program that answers before reading all of it must not block us.
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("wait for the program");
+    let _ = writer.join();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
 /// The uid and gid of an account, from /etc/passwd.
-fn account_ids(user: &str) -> std::io::Result<(u32, u32)> {
+pub(crate) fn account_ids(user: &str) -> std::io::Result<(u32, u32)> {
     let passwd = std::fs::read_to_string("/etc/passwd")?;
     passwd
         .lines()
@@ -194,108 +140,14 @@ fn account_ids(user: &str) -> std::io::Result<(u32, u32)> {
         .ok_or_else(|| std::io::Error::other(format!("no user {user} in /etc/passwd")))
 }
 
-fn postfix_bin(name: &str) -> PathBuf {
-    find_program(name).unwrap_or_else(|| PathBuf::from(name))
-}
-
-fn check(out: std::process::Output, what: &str) -> std::io::Result<()> {
-    if out.status.success() {
-        return Ok(());
-    }
-    Err(std::io::Error::other(format!(
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )))
-}
-
-fn dir_is_empty(dir: &Path) -> bool {
-    match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .flatten()
-            .all(|e| e.path().is_dir() && dir_is_empty(&e.path())),
-        Err(_) => true,
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-fn main_cf(root: &Path, options: &PostfixOptions) -> String {
-    let r = root.display();
-    let mut cf = format!(
-        "compatibility_level = 3.6\n\
-         queue_directory = {r}/queue\n\
-         data_directory = {r}/data\n\
-         mail_owner = postfix\n\
-         setgid_group = postdrop\n\
-         syslog_name = postfix-postroom-test\n\
-         maillog_file_prefixes = {r}\n\
-         maillog_file = {r}/maillog\n\
-         inet_interfaces = 127.0.0.1\n\
-         inet_protocols = ipv4\n\
-         myhostname = sender.test.example\n\
-         mydomain = test.example\n\
-         myorigin = $myhostname\n\
-         mydestination =\n\
-         mynetworks = 127.0.0.0/8\n\
-         smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
-         alias_maps =\n\
-         alias_database =\n\
-         local_recipient_maps =\n\
-         biff = no\n\
-         smtp_dns_support_level = disabled\n\
-         smtp_host_lookup = native\n\
-         smtp_tls_security_level = may\n\
-         smtpd_tls_security_level = none\n\
-         queue_run_delay = 2s\n\
-         minimal_backoff_time = 2s\n\
-         maximal_backoff_time = 4s\n\
-         smtp_connect_timeout = 5s\n"
-    );
-    if let Some(relay) = options.relayhost {
-        let _ = writeln!(cf, "relayhost = [{}]:{}", relay.ip(), relay.port());
-    }
-    for line in &options.main_cf {
-        let _ = writeln!(cf, "{line}");
-    }
-    cf
-}
-
-fn master_cf(port: u16, options: &PostfixOptions) -> String {
-    // Column 5 (chroot) is n everywhere: the temporary directory has no chroot tree.
-    let mut cf = format!(
-        "127.0.0.1:{port} inet n - n - - smtpd\n\
-         pickup unix n - n 60 1 pickup\n\
-         cleanup unix n - n - 0 cleanup\n\
-         qmgr unix n - n 300 1 qmgr\n\
-         tlsmgr unix - - n 1000? 1 tlsmgr\n\
-         rewrite unix - - n - - trivial-rewrite\n\
-         bounce unix - - n - 0 bounce\n\
-         defer unix - - n - 0 bounce\n\
-         trace unix - - n - 0 bounce\n\
-         verify unix - - n - 1 verify\n\
-         flush unix n - n 1000? 0 flush\n\
-         proxymap unix - - n - - proxymap\n\
-         proxywrite unix - - n - 1 proxymap\n\
-         smtp unix - - n - - smtp\n\
-         relay unix - - n - - smtp\n\
-         showq unix n - n - - showq\n\
-         error unix - - n - - error\n\
-         retry unix - - n - - error\n\
-         discard unix - - n - - discard\n\
-         local unix - n n - - local\n\
-         virtual unix - n n - - virtual\n\
-         lmtp unix - - n - - lmtp\n\
-         anvil unix - - n - 1 anvil\n\
-         scache unix - - n - 1 scache\n\
-         postlog unix-dgram n - n - 1 postlogd\n"
-    );
-    for line in &options.master_cf {
-        let _ = writeln!(cf, "{line}");
-    }
-    cf
+/// A temporary directory the peers' own users (postfix, nobody) can enter.
+pub(crate) fn peer_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
+    set_mode(dir.path(), 0o755)?;
+    Ok(dir)
 }

@@ -1,9 +1,7 @@
-//! Helpers shared by the queue's integration tests: a queue in a temp dir, and transports
-//! that record what they were given.
+//! Helpers shared by the queue's integration tests: a queue in a temp dir, its runner, and
+//! transports that record what they were given.
 
 #![allow(dead_code)]
-
-pub mod postfix;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,7 +12,8 @@ use std::time::Duration;
 use postroom_config::mail::{Queue as QueueConfig, Span};
 use postroom_queue::transport::{DeliveryFuture, LocalError, LocalTransport, Mailboxes};
 use postroom_queue::{
-    DeliveryJob, Destination, Outcome, OutcomeKind, Queue, QueueSettings, Transport, Transports,
+    DeliveryJob, Destination, Outcome, OutcomeKind, Queue, QueueSettings, Recipient, Transport,
+    Transports,
 };
 
 /// Mailboxes in plain directories: `<root>/<user>/new/<unique>`, idempotent by name.
@@ -46,15 +45,7 @@ impl Mailboxes for DirMailboxes {
 impl DirMailboxes {
     /// The messages in a user's `new`.
     pub fn messages(&self, user: &str) -> Vec<Vec<u8>> {
-        let Ok(dir) = std::fs::read_dir(self.root.join(user).join("new")) else {
-            return vec![];
-        };
-        let mut paths: Vec<_> = dir.map(|e| e.unwrap().path()).collect();
-        paths.sort();
-        paths
-            .into_iter()
-            .map(|p| std::fs::read(p).unwrap())
-            .collect()
+        postroom_testpeers::message::maildir_new(&self.root.join(user))
     }
 }
 
@@ -165,6 +156,34 @@ pub fn sender_route(address: &str) -> Destination {
             address: address.into(),
         },
     }
+}
+
+/// A recipient with a remote destination.
+pub fn remote(address: &str) -> Recipient {
+    Recipient::new(
+        address,
+        Destination::Remote {
+            address: address.into(),
+        },
+    )
+}
+
+/// Runs the queue until the returned sender is used (or dropped).
+pub fn spawn_runner(
+    queue: &Queue,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let q = queue.clone();
+    let handle = tokio::spawn(async move {
+        q.run(async move {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    (handle, stop)
 }
 
 pub struct Harness {

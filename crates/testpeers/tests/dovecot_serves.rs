@@ -1,0 +1,41 @@
+//! The harness itself: the private Dovecot serves its one mailbox over POP3 and stops.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+
+use postroom_testpeers::dovecot::{Dovecot, PASSWORD, USER};
+use postroom_testpeers::require;
+
+#[test]
+fn dovecot_lists_a_delivered_message_to_its_user() {
+    if !require("dovecot") {
+        return;
+    }
+    let dovecot = Dovecot::start();
+    dovecot.deliver("1.isp", "Subject: hello\n\nbody\n");
+    assert_eq!(dovecot.count(), 1);
+
+    let stream = TcpStream::connect(("127.0.0.1", dovecot.port)).expect("connect");
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut say = |command: &str| {
+        if !command.is_empty() {
+            writer
+                .write_all(format!("{command}\r\n").as_bytes())
+                .expect("write");
+        }
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("read");
+        line
+    };
+    assert!(say("").starts_with("+OK"));
+    assert!(say(&format!("USER {USER}")).starts_with("+OK"));
+    assert!(
+        say(&format!("PASS {PASSWORD}")).starts_with("+OK"),
+        "{}",
+        dovecot.log()
+    );
+    let stat = say("STAT");
+    assert!(stat.starts_with("+OK 1 "), "{stat}");
+    assert!(say("QUIT").starts_with("+OK"));
+}
