@@ -1,13 +1,16 @@
-//! A private Dovecot: as the ISP's POP3 domain mailbox ([`Dovecot`]), or only as the SASL
-//! service a Postfix smarthost asks about AUTH ([`SaslService`]). Its own dovecot.conf,
-//! passwd-file and directories in a temporary directory, run in the foreground (`dovecot -F`)
-//! as our child, stopped when dropped.
+//! A private Dovecot: as the ISP's POP3 domain mailbox ([`Dovecot`], with STLS and POP3S when
+//! started with TLS), or only as the SASL service a Postfix smarthost asks about AUTH
+//! ([`SaslService`]). Its own dovecot.conf, passwd-file and directories in a temporary
+//! directory, run in the foreground (`dovecot -F`) as our child, stopped when dropped.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::tls::ca_signed_for_loopback;
 use crate::{find_program, free_port, peer_dir, wait_for};
+
+pub use crate::tls::unrelated_ca;
 
 /// The one account of the ISP's domain mailbox.
 pub const USER: &str = "isp-office";
@@ -21,13 +24,26 @@ const NOBODY: (u32, u32) = (65_534, 65_534);
 /// the ISP's domain mailbox. Stopped when dropped.
 pub struct Dovecot {
     process: Process,
-    /// The POP3 port on 127.0.0.1.
+    /// POP3 on 127.0.0.1; it offers STLS when started with TLS.
     pub port: u16,
+    /// POP3S (implicit TLS) on 127.0.0.1, when started with TLS.
+    pub pop3s_port: Option<u16>,
 }
 
 impl Dovecot {
-    /// Starts it with an empty mailbox; panics when it does not come up.
+    /// Plain POP3 only (no STLS, no POP3S), with an empty mailbox; panics when it does not
+    /// come up.
     pub fn start() -> Dovecot {
+        Dovecot::launch(false)
+    }
+
+    /// POP3 with STLS (RFC 2595) and POP3S, with a certificate for 127.0.0.1 from a private CA
+    /// ([`Dovecot::ca_file`]).
+    pub fn start_tls() -> Dovecot {
+        Dovecot::launch(true)
+    }
+
+    fn launch(tls: bool) -> Dovecot {
         let dir = peer_dir("postroom-dovecot-").expect("temporary directory");
         let d = dir.path();
         let maildir = d.join("mail").join(USER);
@@ -39,29 +55,70 @@ impl Dovecot {
         }
         let port = free_port();
         let r = d.display();
+        let (ssl, pop3s_port, pop3s_listener) = if tls {
+            let (ca, server) =
+                ca_signed_for_loopback("ISP private CA", "pop.isp.test").expect("certificates");
+            std::fs::write(d.join("ca.pem"), ca).expect("write the CA");
+            std::fs::write(d.join("cert.pem"), server.cert).expect("write the certificate");
+            std::fs::write(d.join("key.pem"), server.key).expect("write the key");
+            let pop3s = free_port();
+            (
+                format!("ssl = yes\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem\n"),
+                Some(pop3s),
+                format!(
+                    "  inet_listener pop3s {{\n    address = 127.0.0.1\n    port = {pop3s}\n    \
+                     ssl = yes\n  }}\n"
+                ),
+            )
+        } else {
+            ("ssl = no\n".to_owned(), None, String::new())
+        };
         let (uid, gid) = NOBODY;
         let conf = format!(
             "protocols = pop3\n\
              listen = 127.0.0.1\n\
-             ssl = no\n\
+             {ssl}\
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain\n\
              mail_location = maildir:{r}/mail/%u\n\
              pop3_uidl_format = %08Xu%08Xv\n\
              userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={r}/home/%u\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    \
-             port = {port}\n  }}\n}}\n"
+             port = {port}\n  }}\n{pop3s_listener}}}\n"
         );
         let process = Process::start(dir, USER, PASSWORD, &conf);
         let up = wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            [Some(port), pop3s_port]
+                .into_iter()
+                .flatten()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
         });
         assert!(
             up,
             "dovecot did not listen on {port}; log:\n{}",
             process.log()
         );
-        Dovecot { process, port }
+        Dovecot {
+            process,
+            port,
+            pop3s_port,
+        }
+    }
+
+    /// The certificate (PEM) of the CA that signed the server's, when started with TLS.
+    pub fn ca_file(&self) -> PathBuf {
+        self.process.dir().join("ca.pem")
+    }
+
+    /// How many logins it logged, and how many of them were over TLS.
+    pub fn logins(&self) -> (usize, usize) {
+        let log = self.log();
+        let logins: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("Login: user=<"))
+            .collect();
+        let over_tls = logins.iter().filter(|l| l.contains(", TLS")).count();
+        (logins.len(), over_tls)
     }
 
     /// Its log so far.

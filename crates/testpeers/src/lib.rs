@@ -5,7 +5,8 @@
 //! - [`Postfix`]: a private Postfix instance in a temporary directory, as the sending MTA, the
 //!   ISP's smarthost (STARTTLS, AUTH through a private Dovecot, virtual Maildirs) or its backup
 //!   MX (ETRN): see [`PostfixOptions`].
-//! - [`Dovecot`]: a private Dovecot POP3 server, the ISP's domain mailbox.
+//! - [`Dovecot`]: a private Dovecot POP3 server (with STLS and POP3S if asked), the ISP's domain
+//!   mailbox.
 //! - [`message`]: reading what a peer delivered.
 //!
 //! The peers need root (as CI and the dev machines run) and the Debian packages postfix and
@@ -16,6 +17,7 @@
 pub mod dovecot;
 pub mod message;
 pub mod postfix;
+mod tls;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use dovecot::Dovecot;
 pub use postfix::{Postfix, PostfixOptions, SASL_PASSWORD, SASL_USER, VirtualMailboxes};
+pub use tls::unrelated_ca;
 
 /// True when `program` can be run. When it cannot: panics under CI, else prints why the test
 /// is skipped and returns false.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use crate::dovecot::SaslService;
 use crate::message::maildir_new;
+use crate::tls;
 use crate::{account_ids, find_program, peer_dir, restart_safe_port, wait_for};
 
 /// The one account of a smarthost [`PostfixOptions::with_auth`].
@@ -308,13 +309,9 @@ impl Drop for Postfix {
 
 /// A self-signed certificate for 127.0.0.1 and its key, as `cert.pem` and `key.pem` in `etc`.
 fn write_certificate(etc: &Path) -> std::io::Result<()> {
-    let key = rcgen::KeyPair::generate().map_err(std::io::Error::other)?;
-    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .map_err(std::io::Error::other)?;
-    params.is_ca = rcgen::IsCa::NoCa;
-    let cert = params.self_signed(&key).map_err(std::io::Error::other)?;
-    std::fs::write(etc.join("cert.pem"), cert.pem())?;
-    std::fs::write(etc.join("key.pem"), key.serialize_pem())
+    let certified = tls::self_signed_for_loopback().map_err(std::io::Error::other)?;
+    std::fs::write(etc.join("cert.pem"), certified.cert)?;
+    std::fs::write(etc.join("key.pem"), certified.key)
 }
 
 fn postfix_bin(name: &str) -> PathBuf {
