@@ -16,10 +16,12 @@ pub mod auth;
 pub mod data;
 mod envelope;
 mod reply;
+mod senders;
 mod session;
 
 pub use auth::Credentials;
 pub use data::{BareLineEndings, DataProblem};
 pub use envelope::{BodyType, DsnReturn, Envelope, Message, Notify, Recipient, ReversePath};
 pub use reply::{EnhancedStatus, Reply};
+pub use senders::AllowedSenders;
 pub use session::{Event, Session, SessionConfig, Wait};

@@ -17,6 +17,7 @@ use crate::auth::{self, Credentials};
 use crate::data::{BareLineEndings, DataLimits, DataProblem, DataReader, Progress};
 use crate::envelope::{BodyType, DsnReturn, Envelope, Message, Notify, Recipient, ReversePath};
 use crate::reply::{EnhancedStatus as S, Reply, canned, push_fmt, write_plain};
+use crate::senders::AllowedSenders;
 
 /// How a session behaves; one per listener.
 #[derive(Debug, Clone)]
@@ -140,6 +141,10 @@ pub struct Session {
     tls: bool,
     helo: Option<(String, bool)>,
     authenticated: Option<String>,
+    /// What `MAIL FROM` may say, once the driver has restricted it ([`Session::restrict_senders`]).
+    senders: Option<AllowedSenders>,
+    /// Reverse-paths refused by that restriction, until the driver takes them for its log.
+    refused_senders: Vec<ReversePath>,
     transaction: Option<Transaction>,
     /// The body buffer, reused from message to message when the driver gives it back.
     body: Vec<u8>,
@@ -171,6 +176,8 @@ impl Session {
             errors: 0,
             helo: None,
             authenticated: None,
+            senders: None,
+            refused_senders: Vec::new(),
             transaction: None,
             body: Vec::new(),
             pending_recipient: None,
@@ -287,6 +294,7 @@ impl Session {
         self.helo = None;
         self.transaction = None;
         self.authenticated = None;
+        self.senders = None;
         self.phase = Phase::Command;
     }
 
@@ -310,6 +318,20 @@ impl Session {
                 self.error();
             }
         }
+    }
+
+    /// Limits the reverse-paths of every later `MAIL FROM` to `senders`; others are refused
+    /// with 553 5.7.1 and the session goes on. The driver calls it right after a successful
+    /// [`Session::auth_result`] on a submission listener (RFC 6409 section 6.1). It lasts until
+    /// the session ends or starts over under TLS.
+    pub fn restrict_senders(&mut self, senders: AllowedSenders) {
+        self.senders = Some(senders);
+    }
+
+    /// The reverse-paths refused by [`Session::restrict_senders`] since the last call, for the
+    /// driver's log.
+    pub fn take_refused_senders(&mut self) -> Vec<ReversePath> {
+        std::mem::take(&mut self.refused_senders)
     }
 
     /// The answer to [`Event::Authenticate`] when the credentials were not checked at all
@@ -632,6 +654,19 @@ impl Session {
             return self.fail(Reply::new(555, S(5, 5, 4), "REQUIRETLS not supported"));
         }
 
+        // RFC 6409 section 6.1: a submission server may refuse a sender the authenticated user
+        // has no right to. 553 is "mailbox name not allowed" (RFC 5321 section 4.2.3), 5.7.1
+        // "delivery not authorized" (RFC 3463 section 3.8), as Postfix answers it. A policy
+        // refusal, not a protocol error: it does not count towards `max_errors`.
+        if let Some(senders) = &self.senders
+            && !senders.allows(&reverse_path)
+        {
+            let reply = sender_not_owned(&reverse_path, self.authenticated.as_deref());
+            self.reply(reply);
+            self.refused_senders.push(reverse_path);
+            return None;
+        }
+
         self.transaction = Some(Transaction {
             reverse_path,
             declared_size,
@@ -899,6 +934,22 @@ impl Session {
             None => self.fail(auth_malformed()),
         }
     }
+}
+
+fn sender_not_owned(path: &ReversePath, user: Option<&str>) -> Reply {
+    // The address is the client's own text: no control characters, and not too long a line.
+    let address: String = path
+        .as_str()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(256)
+        .collect();
+    let user = user.unwrap_or("this client");
+    Reply::new(
+        553,
+        S(5, 7, 1),
+        format!("Sender address <{address}> is not owned by user {user}"),
+    )
 }
 
 fn auth_malformed() -> Reply {
