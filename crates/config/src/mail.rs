@@ -48,6 +48,8 @@ pub struct Mail {
     pub relay: Relay,
     /// `[mail.access]`: limits of IMAP and POP3 sessions and of failed logins.
     pub access: Access,
+    /// `[mail.submission]`: what authenticated users may send as (ports 587 and 465).
+    pub submission: Submission,
     /// `[mail.on_connect]`: what happens when the link comes up (on-demand mode): the ISP's
     /// backup MX is sent ETRN, its domain mailboxes are fetched.
     pub on_connect: OnConnect,
@@ -160,6 +162,35 @@ pub struct User {
     pub forward: Vec<String>,
     /// With `forward`, also keep a copy in the local mailbox.
     pub keep_copy: bool,
+    /// Extra `MAIL FROM` addresses this user may send as on submission, besides their own and
+    /// those of aliases that reach them: a full address, a local part (that name in every
+    /// local domain), `"@domain"` (any address in that domain), or `"*"` (any address: no
+    /// check for this user, e.g. a scanner's account).
+    pub send_as: Vec<String>,
+}
+
+/// `[mail.submission]`: who may send as whom on the submission ports. Port 25 never checks
+/// senders: it takes mail from the world, which authenticates nobody.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Submission {
+    /// After AUTH, `MAIL FROM` must be one of the user's own addresses (their name in every
+    /// local domain, aliases and groups that deliver to them, their `send_as`); any other is
+    /// refused with 553 5.7.1. `false` lets an authenticated user use any sender.
+    pub sender_check: bool,
+    /// With `sender_check`, whether the null sender `<>` is allowed: read receipts (RFC 8098
+    /// section 2) and auto-replies (RFC 3834 section 3.3) are sent with it, and it names
+    /// nobody, so nobody can be impersonated with it.
+    pub allow_null_sender: bool,
+}
+
+impl Default for Submission {
+    fn default() -> Submission {
+        Submission {
+            sender_check: true,
+            allow_null_sender: true,
+        }
+    }
 }
 
 /// An address that expands to others: one (an alias) or many (a group). Members are local
@@ -430,6 +461,12 @@ impl Check for Mail {
             if let Some(problem) = mailbox_name_problem(&user.name) {
                 report.add(key(&at, "name"), format!("{:?} {problem}", user.name));
             }
+            let send_as = key(&at, "send_as");
+            for (j, entry) in user.send_as.iter().enumerate() {
+                if let Some(problem) = send_as_problem(entry) {
+                    report.add(index(&send_as, j), format!("{entry:?} {problem}"));
+                }
+            }
             // Empty is allowed: a user without a password (forward only) cannot log in.
             if !user.password_hash.is_empty() && !is_argon2_phc(&user.password_hash) {
                 report.add(
@@ -467,6 +504,26 @@ fn mailbox_name_problem(name: &str) -> Option<&'static str> {
         Some("may only contain a-z, 0-9, '.', '-' and '_'")
     } else if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
         Some("must not start or end with '.' or contain \"..\"")
+    } else {
+        None
+    }
+}
+
+/// Why `entry` cannot be a `send_as` entry: it must be `*`, `@domain`, a local part or an
+/// address, without spaces or angle brackets.
+fn send_as_problem(entry: &str) -> Option<&'static str> {
+    if entry == "*" {
+        return None;
+    }
+    if entry.is_empty() {
+        Some("is empty")
+    } else if entry
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>,;".contains(c))
+    {
+        Some("must be one address, without spaces, commas or angle brackets")
+    } else if entry.ends_with('@') || entry.matches('@').count() > 1 {
+        Some("must be \"*\", \"@domain\", a local part or local@domain")
     } else {
         None
     }
@@ -713,6 +770,40 @@ impl Default for Pop3Mailbox {
             tls: false,
             keep: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod submission_tests {
+    #[test]
+    fn sender_check_is_on_by_default_and_send_as_is_read() {
+        let config = crate::Config::parse("[[mail.users]]\nname = \"alice\"\n").unwrap();
+        assert!(config.mail.submission.sender_check);
+        assert!(config.mail.submission.allow_null_sender);
+        assert!(config.mail.users[0].send_as.is_empty());
+
+        let text = "[mail.submission]\nsender_check = false\nallow_null_sender = false\n\
+                    [[mail.users]]\nname = \"alice\"\n\
+                    send_as = [\"boss@office.example\", \"@shop.example\", \"*\", \"info\"]\n";
+        let config = crate::Config::parse(text).unwrap();
+        assert!(!config.mail.submission.sender_check);
+        assert!(!config.mail.submission.allow_null_sender);
+        assert_eq!(
+            config.mail.users[0].send_as,
+            ["boss@office.example", "@shop.example", "*", "info"]
+        );
+        assert!(crate::Config::parse("[mail.submission]\nsender_chek = true\n").is_err());
+    }
+
+    #[test]
+    fn malformed_send_as_entries_are_reported_with_their_key() {
+        let text = "[[mail.users]]\nname = \"alice\"\n\
+                    send_as = [\"ok@office.example\", \"a b@x\", \"\", \"x@\"]\n";
+        let err = crate::Config::parse(text).unwrap_err().join("\n");
+        assert!(err.contains("mail.users[0].send_as[1]"), "{err}");
+        assert!(err.contains("mail.users[0].send_as[2]"), "{err}");
+        assert!(err.contains("mail.users[0].send_as[3]"), "{err}");
+        assert!(!err.contains("send_as[0]"), "{err}");
     }
 }
 
