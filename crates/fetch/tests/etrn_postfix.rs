@@ -49,19 +49,8 @@ async fn etrn_makes_the_backup_mx_deliver_what_it_holds() {
         return;
     }
     let our_mx = free_port();
-    let postfix = Postfix::start(PostfixOptions {
-        main_cf: vec![
-            "relay_domains = office.example".into(),
-            "fast_flush_domains = $relay_domains".into(),
-            format!("transport_maps = inline:{{ office.example=smtp:[127.0.0.1]:{our_mx} }}"),
-            // No retries of its own within the test: only ETRN can bring the mail.
-            "queue_run_delay = 1h".into(),
-            "minimal_backoff_time = 1h".into(),
-            "maximal_backoff_time = 2h".into(),
-        ],
-        ..PostfixOptions::default()
-    })
-    .unwrap();
+    // No retries of its own within the test: only ETRN can bring the mail.
+    let postfix = Postfix::start(PostfixOptions::backup_mx("office.example", our_mx)).unwrap();
 
     // Our MX is down (the link is down): Postfix defers the mail.
     let submitted = tokio::time::timeout(
