@@ -1,50 +1,137 @@
 //! Rendering FETCH data items: ENVELOPE, BODYSTRUCTURE and `BODY[section]<partial>`
 //! (RFC 3501 sections 6.4.5 and 7.4.2).
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
+use std::fs::File;
+use std::io::Read;
+
 use crate::mime::{self, Entity};
 use crate::wire;
 
-/// A stored message loaded for FETCH: its bytes with CRLF line ends, and its MIME tree.
+/// A stored message loaded for FETCH or SEARCH: its bytes with CRLF line ends, whole or only
+/// its header section, and its MIME tree, parsed only when something asks for it.
 pub struct Loaded {
-    /// The message as IMAP serves it. Maildir files written by other tools may end lines in a
-    /// bare LF; IMAP wants CRLF (RFC 3501 section 2.2), so those are converted on loading and
-    /// RFC822.SIZE counts the converted bytes.
+    /// The message as IMAP serves it, or its header section only (see [`Loaded::header_only`]).
+    /// Maildir files written by other tools may end lines in a bare LF; IMAP wants CRLF
+    /// (RFC 3501 section 2.2), so those are converted on loading and RFC822.SIZE counts the
+    /// converted bytes.
     pub bytes: Vec<u8>,
-    /// The parsed structure.
-    pub root: Entity,
+    /// Where the header section ends (after its blank line).
+    header_end: usize,
+    /// The parsed structure, made on first use: BODY[] and BODY[HEADER] do without it.
+    root: OnceCell<Entity>,
 }
 
 impl Loaded {
     /// Loads a message from its raw file bytes.
     pub fn new(raw: Vec<u8>) -> Loaded {
         let bytes = crlf(raw);
-        let root = Entity::parse(&bytes, 0..bytes.len());
-        Loaded { bytes, root }
+        let header_end = mime::header_end(&bytes, 0..bytes.len());
+        Loaded {
+            bytes,
+            header_end,
+            root: OnceCell::new(),
+        }
+    }
+
+    /// Loads a message's header section from the raw bytes of its file up to the end of that
+    /// section (what [`read_header`] returns). Only the header is there: the body is empty.
+    pub fn header_only(raw: Vec<u8>) -> Loaded {
+        let bytes = crlf(raw);
+        Loaded {
+            header_end: bytes.len(),
+            bytes,
+            root: OnceCell::new(),
+        }
+    }
+
+    /// The MIME structure.
+    pub fn root(&self) -> &Entity {
+        self.root
+            .get_or_init(|| Entity::parse(&self.bytes, 0..self.bytes.len()))
+    }
+
+    /// The header section, with its blank line.
+    pub fn header(&self) -> &[u8] {
+        &self.bytes[..self.header_end]
+    }
+
+    /// The body (empty when only the header was loaded).
+    pub fn text(&self) -> &[u8] {
+        &self.bytes[self.header_end..]
+    }
+}
+
+/// Opens a message file; returns it with its length.
+pub fn open(path: &std::path::Path) -> std::io::Result<(File, u64)> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    Ok((file, len))
+}
+
+/// Reads a whole message file opened with [`open`].
+pub fn read_whole(mut file: File, len: u64) -> std::io::Result<Loaded> {
+    // The length is a hint for the buffer only; the file may have changed since.
+    let hint = usize::try_from(len).unwrap_or(0).min(64 * 1024 * 1024);
+    let mut raw = Vec::with_capacity(hint.saturating_add(1));
+    file.read_to_end(&mut raw)?;
+    Ok(Loaded::new(raw))
+}
+
+/// Reads a message file opened with [`open`] only as far as its header section goes: the
+/// header of a large message is a few kilobytes at its start.
+pub fn read_header(mut file: File) -> std::io::Result<Loaded> {
+    let mut raw = Vec::new();
+    let mut step = 4096;
+    loop {
+        let start = raw.len();
+        raw.resize(start + step, 0);
+        let n = loop {
+            match file.read(&mut raw[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        raw.truncate(start + n);
+        // Whether there is a header section at all is told by the first line, so nothing is
+        // decided before that line is in; then the first blank line ends the section, whatever
+        // follows it.
+        if n > 0 && memchr::memchr(b'\n', &raw).is_none() {
+            step = (step * 2).min(64 * 1024);
+            continue;
+        }
+        let end = mime::header_end(&raw, 0..raw.len());
+        if n == 0 || end < raw.len() {
+            raw.truncate(end);
+            return Ok(Loaded::header_only(raw));
+        }
+        step = (step * 2).min(64 * 1024);
     }
 }
 
 /// Converts bare LF line ends to CRLF; bytes already in CRLF form are returned as they are.
 pub fn crlf(raw: Vec<u8>) -> Vec<u8> {
-    let bare = raw
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || raw[i - 1] != b'\r'));
-    if !bare {
+    let bare = |&i: &usize| i == 0 || raw[i - 1] != b'\r';
+    let count = memchr::memchr_iter(b'\n', &raw).filter(bare).count();
+    if count == 0 {
         return raw;
     }
-    let mut out = Vec::with_capacity(raw.len() + raw.len() / 40);
-    for (i, &b) in raw.iter().enumerate() {
-        if b == b'\n' && (i == 0 || raw[i - 1] != b'\r') {
-            out.push(b'\r');
-        }
-        out.push(b);
+    let mut out = Vec::with_capacity(raw.len() + count);
+    let mut from = 0;
+    for i in memchr::memchr_iter(b'\n', &raw).filter(bare) {
+        out.extend_from_slice(&raw[from..i]);
+        out.push(b'\r');
+        from = i;
     }
+    out.extend_from_slice(&raw[from..]);
     out
 }
 
-/// Writes the ENVELOPE structure of an entity's header.
-pub fn envelope(out: &mut Vec<u8>, bytes: &[u8], entity: &Entity) {
-    let fields = entity.fields(bytes);
+/// Writes the ENVELOPE structure of a header section.
+pub fn envelope(out: &mut Vec<u8>, header: &[u8]) {
+    let fields = mime::fields(header);
     let get = |name: &str| mime::field(&fields, name);
     out.push(b'(');
     wire::nstring(out, get("date").as_deref().map(str::as_bytes));
@@ -278,7 +365,7 @@ pub fn body_structure(out: &mut Vec<u8>, bytes: &[u8], entity: &Entity, extended
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     if let Some(enclosed) = &entity.enclosed {
         out.push(b' ');
-        envelope(out, bytes, enclosed);
+        envelope(out, &bytes[enclosed.header.clone()]);
         out.push(b' ');
         body_structure(out, bytes, enclosed, extended);
         out.extend_from_slice(format!(" {}", mime::line_count(body)).as_bytes());
@@ -373,29 +460,38 @@ pub enum SectionText {
 }
 
 /// Extracts a section's bytes. `part` is the section number path (empty for the message).
-pub fn section(loaded: &Loaded, part: &[u32], text: &SectionText) -> Option<Vec<u8>> {
+/// The message's own HEADER, HEADER.FIELDS and TEXT need no MIME parsing, and only HEADER and
+/// HEADER.FIELDS of the message can be served by a [`Loaded::header_only`].
+pub fn section<'a>(loaded: &'a Loaded, part: &[u32], text: &SectionText) -> Option<Cow<'a, [u8]>> {
     let bytes = &loaded.bytes;
-    let entity = loaded.root.part(part)?;
+    if part.is_empty() {
+        return match text {
+            SectionText::Full => Some(Cow::Borrowed(&bytes[..])),
+            SectionText::Mime => None,
+            SectionText::Header => Some(Cow::Borrowed(loaded.header())),
+            SectionText::Text => Some(Cow::Borrowed(loaded.text())),
+            SectionText::Fields { names, not } => {
+                Some(Cow::Owned(header_fields(loaded.header(), names, *not)))
+            }
+        };
+    }
+    let entity = loaded.root().part(part)?;
     // HEADER and TEXT of a part address the message inside a message/rfc822 part.
-    let message = || {
-        if part.is_empty() {
-            Some(entity)
-        } else {
-            entity.enclosed.as_deref()
-        }
-    };
+    let message = || entity.enclosed.as_deref();
     let result = match text {
-        SectionText::Full if part.is_empty() => bytes.clone(),
-        SectionText::Full => bytes[entity.body.clone()].to_vec(),
-        SectionText::Mime if part.is_empty() => return None,
-        SectionText::Mime => bytes[entity.header.clone()].to_vec(),
-        SectionText::Header => bytes[message()?.header.clone()].to_vec(),
-        SectionText::Text => bytes[message()?.body.clone()].to_vec(),
+        SectionText::Full => &bytes[entity.body.clone()],
+        SectionText::Mime => &bytes[entity.header.clone()],
+        SectionText::Header => &bytes[message()?.header.clone()],
+        SectionText::Text => &bytes[message()?.body.clone()],
         SectionText::Fields { names, not } => {
-            header_fields(&bytes[message()?.header.clone()], names, *not)
+            return Some(Cow::Owned(header_fields(
+                &bytes[message()?.header.clone()],
+                names,
+                *not,
+            )));
         }
     };
-    Some(result)
+    Some(Cow::Borrowed(result))
 }
 
 /// The header lines (with their continuations) whose names are (or with `not`, are not) in
@@ -428,7 +524,7 @@ mod tests {
     fn render_structure(msg: &[u8]) -> String {
         let loaded = Loaded::new(msg.to_vec());
         let mut out = Vec::new();
-        body_structure(&mut out, &loaded.bytes, &loaded.root, true);
+        body_structure(&mut out, &loaded.bytes, loaded.root(), true);
         String::from_utf8(out).unwrap()
     }
 
@@ -449,7 +545,7 @@ mod tests {
         let msg = include_bytes!("../../../../shared/cases/mime-latin2-encoded-words.eml");
         let loaded = Loaded::new(msg.to_vec());
         let mut out = Vec::new();
-        envelope(&mut out, &loaded.bytes, &loaded.root);
+        envelope(&mut out, loaded.header());
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("\"=?iso-8859-2?Q?Objedn=E1vka?=\""), "{text}");
         assert!(
@@ -481,9 +577,68 @@ mod tests {
                 not: false,
             },
         );
-        assert_eq!(got.unwrap(), b"Subject: x\r\n y\r\n\r\n");
+        assert_eq!(&got.unwrap()[..], b"Subject: x\r\n y\r\n\r\n");
         let got = section(&loaded, &[], &SectionText::Fields { names, not: true });
-        assert_eq!(got.unwrap(), b"From: a@b\r\nTo: c@d\r\n\r\n");
+        assert_eq!(&got.unwrap()[..], b"From: a@b\r\nTo: c@d\r\n\r\n");
+    }
+
+    /// The header as `read_header` gets it from the start of the file, and as the whole
+    /// message gives it.
+    fn both_headers(raw: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m");
+        std::fs::write(&path, raw).unwrap();
+        let (file, _) = open(&path).unwrap();
+        let partial = read_header(file).unwrap();
+        let whole = Loaded::new(raw.to_vec());
+        (partial.header().to_vec(), whole.header().to_vec())
+    }
+
+    #[test]
+    fn reading_only_the_header_gives_the_header_of_the_whole_message() {
+        let long_first_line = format!("X-Long: {}\r\nSubject: s\r\n\r\nbody\r\n", "a".repeat(9000));
+        let long_header: String = (0..3000).map(|i| format!("X-{i}: v\r\n")).collect();
+        let cases: Vec<Vec<u8>> = vec![
+            b"Subject: a\r\nTo: b\r\n\r\nbody\r\n".to_vec(),
+            b"Subject: a\nTo: b\n\nbody with bare LF\n".to_vec(),
+            b"Subject: a\r\n\nmixed\r\n".to_vec(),
+            b"no header section here\r\nSubject: not a field\r\n\r\nx\r\n".to_vec(),
+            b"\r\nbody only".to_vec(),
+            b"Subject: header without blank line and body\r\n".to_vec(),
+            b"".to_vec(),
+            long_first_line.into_bytes(),
+            format!("{long_header}\r\nbody\r\n").into_bytes(),
+            include_bytes!("../../../../shared/cases/mime-no-headers.eml").to_vec(),
+            include_bytes!("../../../../shared/cases/mime-long-line.eml").to_vec(),
+        ];
+        for raw in cases {
+            let (partial, whole) = both_headers(&raw);
+            assert_eq!(
+                partial,
+                whole,
+                "{:?}",
+                String::from_utf8_lossy(&raw[..raw.len().min(80)])
+            );
+        }
+    }
+
+    #[test]
+    fn the_message_s_own_sections_need_no_mime_tree() {
+        let loaded = Loaded::new(b"Subject: a\r\n\r\nbody\r\n".to_vec());
+        assert_eq!(
+            &section(&loaded, &[], &SectionText::Text).unwrap()[..],
+            b"body\r\n"
+        );
+        assert_eq!(
+            &section(&loaded, &[], &SectionText::Header).unwrap()[..],
+            b"Subject: a\r\n\r\n"
+        );
+        assert!(loaded.root.get().is_none());
+        assert_eq!(
+            &section(&loaded, &[1], &SectionText::Full).unwrap()[..],
+            b"body\r\n"
+        );
+        assert!(loaded.root.get().is_some());
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl Entity {
 
 /// Where the header section ends (after its blank line). A message whose first line is not a
 /// header field has no header section at all.
-fn header_end(bytes: &[u8], range: Range<usize>) -> usize {
+pub(crate) fn header_end(bytes: &[u8], range: Range<usize>) -> usize {
     let data = &bytes[range.clone()];
     if data.starts_with(b"\r\n") {
         return range.start + 2;

@@ -1,19 +1,19 @@
 //! SEARCH (RFC 3501 section 6.4.4) over the session's view of the selected mailbox.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
 use imap_codec::imap_types::search::SearchKey;
+use postroom_maildir::Mailbox;
 
 use crate::fetch::Loaded;
 use crate::mime;
-use crate::session::{View, contains};
+use crate::session::{View, contains, message_size, read_message, read_message_header};
 
 /// Runs a search; returns matching sequence numbers, or UIDs with `uid` (UID SEARCH).
 pub(crate) fn run(
+    mailbox: &Mailbox,
     messages: &[View],
     keys: &[SearchKey<'_>],
-    sizes: &mut HashMap<u32, usize>,
     uid: bool,
 ) -> Result<Vec<u32>, String> {
     let max_uid = messages.last().map_or(0, |m| m.uid);
@@ -26,8 +26,9 @@ pub(crate) fn run(
             count,
             max_uid,
             loaded: None,
+            whole: false,
             decoded: None,
-            sizes,
+            mailbox,
         };
         if keys.iter().all(|k| ctx.matches(k)) {
             found.push(if uid { view.uid } else { i as u32 + 1 });
@@ -41,26 +42,38 @@ struct Context<'a> {
     seq: u32,
     count: u32,
     max_uid: u32,
+    /// The message as read so far: None before the first read, Some(None) when it is gone.
     loaded: Option<Option<Loaded>>,
+    /// True when `loaded` holds the whole message, not only its header section.
+    whole: bool,
     decoded: Option<Vec<(String, String)>>,
-    sizes: &'a mut HashMap<u32, usize>,
+    mailbox: &'a Mailbox,
 }
 
 impl Context<'_> {
+    /// The whole message.
     fn load(&mut self) -> Option<&Loaded> {
+        if self.loaded.is_none() || !self.whole {
+            self.loaded = Some(read_message(self.mailbox, self.view));
+            self.whole = true;
+        }
+        self.loaded.as_ref().and_then(Option::as_ref)
+    }
+
+    /// The message's header section (or more, when the whole message was read already):
+    /// header keys need only the first few kilobytes of each file.
+    fn load_header(&mut self) -> Option<&Loaded> {
         if self.loaded.is_none() {
-            let loaded = std::fs::read(&self.view.path).ok().map(Loaded::new);
-            if let Some(l) = &loaded {
-                self.sizes.insert(self.view.uid, l.bytes.len());
-            }
-            self.loaded = Some(loaded);
+            self.loaded = Some(read_message_header(self.mailbox, self.view));
         }
         self.loaded.as_ref().and_then(Option::as_ref)
     }
 
     fn header_has(&mut self, name: &str, needle: &[u8]) -> bool {
-        let Some(l) = self.load() else { return false };
-        let fields = l.root.fields(&l.bytes);
+        let Some(l) = self.load_header() else {
+            return false;
+        };
+        let fields = mime::fields(l.header());
         let raw = fields
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -98,8 +111,8 @@ impl Context<'_> {
     fn decoded_headers(&mut self) -> &[(String, String)] {
         if self.decoded.is_none() {
             let mut out = Vec::new();
-            if let Some(l) = self.load() {
-                let header = &l.bytes[l.root.header.clone()];
+            if let Some(l) = self.load_header() {
+                let header = l.header();
                 if let Some(msg) = mail_parser::MessageParser::default().parse_headers(header) {
                     for h in msg.headers() {
                         out.push((h.name().to_owned(), header_text(h.value())));
@@ -130,8 +143,8 @@ impl Context<'_> {
     }
 
     fn sent_date(&mut self) -> Option<chrono::NaiveDate> {
-        let l = self.load()?;
-        let fields = l.root.fields(&l.bytes);
+        let l = self.load_header()?;
+        let fields = mime::fields(l.header());
         let value = mime::field(&fields, "date")?;
         let parsed = chrono::DateTime::parse_from_rfc2822(value.trim()).ok()?;
         // RFC 3501: sent dates are compared disregarding time and timezone.
@@ -139,10 +152,12 @@ impl Context<'_> {
     }
 
     fn size(&mut self) -> usize {
-        if let Some(&s) = self.sizes.get(&self.view.uid) {
-            return s;
+        if let Some(Some(l)) = &self.loaded
+            && self.whole
+        {
+            return l.bytes.len();
         }
-        self.load().map_or(0, |l| l.bytes.len())
+        message_size(self.mailbox, self.view).map_or(0, |s| usize::try_from(s).unwrap_or(0))
     }
 
     fn matches(&mut self, key: &SearchKey<'_>) -> bool {
@@ -187,9 +202,7 @@ impl Context<'_> {
             }
             K::Body(s) => {
                 let needle = s.as_ref().to_vec();
-                let raw = self
-                    .load()
-                    .is_some_and(|l| contains_ci(&l.bytes[l.root.body.clone()], &needle));
+                let raw = self.load().is_some_and(|l| contains_ci(l.text(), &needle));
                 raw || self.decoded_text_has(&needle)
             }
             K::Text(s) => {
@@ -213,9 +226,19 @@ fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     if needle.is_empty() {
         return true;
     }
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    // Candidates are found by their first byte in either case (memchr), then compared.
+    let first = needle[0];
+    let rest = &needle[1..];
+    memchr::memchr2_iter(
+        first.to_ascii_lowercase(),
+        first.to_ascii_uppercase(),
+        haystack,
+    )
+    .any(|i| {
+        haystack
+            .get(i + 1..i + needle.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    })
 }
 
 /// A decoded header value as text: names and addresses for address fields.

@@ -28,6 +28,9 @@ const HANDSHAKE: Duration = Duration::from_secs(30);
 /// another process (or straight into the Maildir) is announced within a second.
 const IDLE_RESCAN: Duration = Duration::from_millis(400);
 
+/// How many bytes of a large FETCH answer are made before they are written out.
+const OUTPUT_CHUNK: usize = 256 * 1024;
+
 /// Everything a listener needs; shared by all connections.
 pub struct Context {
     /// The message store.
@@ -86,7 +89,7 @@ async fn connection(
     _slot: ConnectionSlot,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
-    let session = Session::new(
+    let mut session = Session::new(
         ctx.store.clone(),
         ctx.auth.clone(),
         ctx.limiter.clone(),
@@ -94,6 +97,7 @@ async fn connection(
         peer_ip(peer),
         implicit,
     );
+    session.set_output_chunk(OUTPUT_CHUNK);
     let acceptor = TlsAcceptor::from(ctx.tls.clone());
     if implicit {
         let tls = handshake(&acceptor, tcp).await?;
@@ -190,11 +194,20 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         if n == 0 {
             return Ok(None);
         }
-        let output = blocking(|| session.receive(&buf[..n]));
-        if !output.bytes.is_empty() {
-            stream.write_all(&output.bytes).await?;
-            stream.flush().await?;
-            deadline = tokio::time::Instant::now() + allowed(&session);
+        let mut output = blocking(|| session.receive(&buf[..n]));
+        // A large FETCH comes in chunks: each goes out before the next is read from the disk,
+        // so the client works on the first messages while the server reads the next ones, and
+        // the answer to `FETCH 1:*` never sits in memory whole.
+        loop {
+            if !output.bytes.is_empty() {
+                stream.write_all(&output.bytes).await?;
+                stream.flush().await?;
+                deadline = tokio::time::Instant::now() + allowed(&session);
+            }
+            if output.action != Action::Continue || !session.has_more() {
+                break;
+            }
+            output = blocking(|| session.receive(&[]));
         }
         match output.action {
             Action::Continue => {}

@@ -4,7 +4,6 @@
 //! back; it asks for [`Session::poll_idle`] when the selected mailbox may have changed during
 //! IDLE. Framing (lines and literals) is done here, parsing by imap-codec.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -24,8 +23,8 @@ use tokio::sync::broadcast;
 mod mailboxes;
 mod messages;
 
-pub(crate) use messages::contains;
 use messages::expand;
+pub(crate) use messages::{contains, message_size, read_message, read_message_header};
 
 /// The largest literal accepted before login (a user name or a password in LOGIN).
 const MAX_LITERAL_BEFORE_LOGIN: u32 = 8 * 1024;
@@ -133,7 +132,10 @@ pub struct Session {
     buf: Vec<u8>,
     /// How much of the command at the start of `buf` is delimited so far.
     frame: Frame,
-    sizes: HashMap<u32, usize>,
+    /// A FETCH whose responses are not all written yet.
+    pending: Option<Box<messages::FetchJob>>,
+    /// Output size after which [`Session::receive`] returns with a FETCH unfinished.
+    chunk: usize,
 }
 
 const CAPS_COMMON: &str = "IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE NAMESPACE SPECIAL-USE";
@@ -159,7 +161,8 @@ impl Session {
             mode: Mode::Command,
             buf: Vec::new(),
             frame: Frame::default(),
-            sizes: HashMap::new(),
+            pending: None,
+            chunk: usize::MAX,
         }
     }
 
@@ -213,11 +216,37 @@ impl Session {
         out
     }
 
+    /// Lets [`Session::receive`] return once its output reaches about `bytes` while a FETCH
+    /// is unfinished, so that a large FETCH is written out piece by piece; the driver then
+    /// calls `receive(&[])` again for as long as [`Session::has_more`] says. Without it (the
+    /// default) every call answers all complete commands.
+    pub fn set_output_chunk(&mut self, bytes: usize) {
+        self.chunk = bytes.max(1);
+    }
+
+    /// True when a FETCH is partly answered: call [`Session::receive`] (with no new bytes, or
+    /// more) for the rest before anything else is answered.
+    pub fn has_more(&self) -> bool {
+        self.pending.is_some()
+    }
+
     /// Feeds received bytes; returns what to send back.
     pub fn receive(&mut self, bytes: &[u8]) -> Output {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
         loop {
+            if self.pending.is_some() {
+                if out.len() >= self.chunk {
+                    return Output {
+                        bytes: out,
+                        action: Action::Continue,
+                    };
+                }
+                if let Some(job) = self.pending.take() {
+                    self.run_fetch(job, &mut out);
+                }
+                continue;
+            }
             let step = match self.mode {
                 Mode::Done => {
                     return Output {
@@ -640,7 +669,7 @@ impl Session {
                     MacroOrMessageDataItemNames::Macro(m) => expand(&m),
                     MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
                 };
-                self.fetch(out, &tag, &sequence_set, &items, uid);
+                self.fetch(out, &tag, &sequence_set, items, uid);
             }
             C::Store {
                 sequence_set,
@@ -776,7 +805,6 @@ impl Session {
         if let State::Selected { user, .. } = &self.state {
             self.state = State::Authenticated { user: user.clone() };
         }
-        self.sizes.clear();
     }
 
     fn select(&mut self, out: &mut Vec<u8>, tag: &str, mailbox: &WireMailbox<'_>, read_only: bool) {

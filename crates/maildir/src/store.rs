@@ -72,6 +72,15 @@ struct Inner {
 struct Shared {
     lock: Mutex<()>,
     changes: broadcast::Sender<Change>,
+    /// RFC822.SIZE of messages read before, by unique name: see [`Mailbox::known_size`].
+    sizes: Mutex<HashMap<String, KnownSize>>,
+}
+
+/// A message's IMAP size, with the length of the file it was counted from.
+#[derive(Debug, Clone, Copy)]
+struct KnownSize {
+    file_len: u64,
+    size: u64,
 }
 
 /// One message as a scan of its mailbox found it.
@@ -386,6 +395,7 @@ impl Store {
                 Arc::new(Shared {
                     lock: Mutex::new(()),
                     changes,
+                    sizes: Mutex::new(HashMap::new()),
                 })
             })
             .clone()
@@ -473,6 +483,35 @@ impl Mailbox {
         lock(&self.shared.lock)
     }
 
+    /// The size IMAP gives a message (RFC822.SIZE: its bytes with CRLF line ends, which may
+    /// differ from the file's length when the file ends lines in a bare LF), if a session of
+    /// this process counted it before from a file of length `file_len`. A Maildir message's
+    /// bytes never change under its unique name, so the size is known without reading the
+    /// file again; the file length guards against a file replaced by hand all the same.
+    pub fn known_size(&self, unique: &str, file_len: u64) -> Option<u64> {
+        lock(&self.shared.sizes)
+            .get(unique)
+            .filter(|k| k.file_len == file_len)
+            .map(|k| k.size)
+    }
+
+    /// Remembers a message's IMAP size (see [`Mailbox::known_size`]) for this process.
+    pub fn remember_size(&self, unique: &str, file_len: u64, size: u64) {
+        lock(&self.shared.sizes).insert(unique.to_owned(), KnownSize { file_len, size });
+    }
+
+    /// Drops remembered sizes of messages no longer in the mailbox, once they outnumber the
+    /// messages there: the sizes of a busy mailbox stay bounded by its message count.
+    fn prune_sizes(&self, files: &[MessageFile]) {
+        let mut sizes = lock(&self.shared.sizes);
+        if sizes.len() <= files.len() {
+            return;
+        }
+        let present: std::collections::HashSet<&str> =
+            files.iter().map(|f| f.unique.as_str()).collect();
+        sizes.retain(|unique, _| present.contains(unique.as_str()));
+    }
+
     /// Scans the mailbox and gives every message its UID. With `claim_new`, messages in `new`
     /// move to `cur` and come back with `recent` set: the caller is the session that saw them
     /// first (RFC 3501 section 2.3.2, `\Recent`).
@@ -503,6 +542,7 @@ impl Mailbox {
             }
         }
         let (uid_validity, uid_next, uids) = self.index(&files)?;
+        self.prune_sizes(&files);
         let mut messages: Vec<Message> = files
             .into_iter()
             .filter_map(|f| {
@@ -962,6 +1002,33 @@ mod tests {
         assert_eq!(again.keywords().unwrap(), ["$Junk", "$label1"]);
         let text = fs::read_to_string(dir.path().join("mail/erin/dovecot-keywords")).unwrap();
         assert_eq!(text, "0 $Junk\n1 $label1\n");
+    }
+
+    #[test]
+    fn a_known_size_holds_for_the_same_file_length_and_goes_with_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("fred").unwrap();
+        store
+            .deliver("fred", None, &mut &b"1"[..], Some("m1"))
+            .unwrap();
+        store
+            .deliver("fred", None, &mut &b"2"[..], Some("m2"))
+            .unwrap();
+        let inbox = store.mailbox("fred", "INBOX").unwrap();
+        inbox.remember_size("m1", 10, 12);
+        inbox.remember_size("m2", 20, 22);
+        // Another handle on the same mailbox shares them.
+        let again = store.mailbox("fred", "inbox").unwrap();
+        assert_eq!(again.known_size("m1", 10), Some(12));
+        assert_eq!(again.known_size("m1", 11), None);
+        assert_eq!(again.known_size("m3", 10), None);
+        inbox.expunge(&["m2".to_owned()]).unwrap();
+        inbox.remember_size("gone", 1, 1);
+        inbox.snapshot(false).unwrap();
+        assert_eq!(inbox.known_size("m2", 20), None);
+        assert_eq!(inbox.known_size("gone", 1), None);
+        assert_eq!(inbox.known_size("m1", 10), Some(12));
     }
 
     #[test]

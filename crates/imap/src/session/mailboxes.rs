@@ -45,7 +45,6 @@ impl Session {
                 if by_uid.contains_key(&selected.messages[i].uid) {
                     i += 1;
                 } else {
-                    self.sizes.remove(&selected.messages[i].uid);
                     selected.messages.remove(i);
                     push(out, &format!("* {} EXPUNGE\r\n", i + 1));
                 }

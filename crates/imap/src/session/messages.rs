@@ -1,5 +1,6 @@
 //! Message-level commands: EXPUNGE, SEARCH, FETCH, STORE, COPY and MOVE.
 
+use std::io::Write as _;
 use std::time::SystemTime;
 
 use imap_codec::imap_types::fetch::{Macro, MessageDataItemName, Section};
@@ -75,15 +76,16 @@ impl Session {
         let State::Selected { selected, .. } = &self.state else {
             return Ok(Vec::new());
         };
-        search::run(&selected.messages, keys, &mut self.sizes, uid)
+        search::run(&selected.mailbox, &selected.messages, keys, uid)
     }
 
+    /// Starts answering a FETCH; [`Session::run_fetch`] writes the responses.
     pub(super) fn fetch(
         &mut self,
         out: &mut Vec<u8>,
         tag: &str,
         set: &SequenceSet,
-        items: &[MessageDataItemName<'_>],
+        items: Vec<MessageDataItemName<'static>>,
         uid: bool,
     ) {
         let indices = match self.resolve(set, uid) {
@@ -93,19 +95,18 @@ impl Session {
                 return;
             }
         };
-        let State::Selected { selected, .. } = &mut self.state else {
+        let State::Selected { selected, .. } = &self.state else {
             return;
         };
         let read_only = selected.read_only;
-        let mut items: Vec<MessageDataItemName<'_>> = items
-            .iter()
+        let mut items: Vec<MessageDataItemName<'static>> = items
+            .into_iter()
             .filter(|i| {
                 !matches!(
                     i,
                     MessageDataItemName::Binary { .. } | MessageDataItemName::BinarySize { .. }
                 )
             })
-            .cloned()
             .collect();
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
@@ -119,9 +120,40 @@ impl Session {
                         | MessageDataItemName::Rfc822Text
                 )
             });
-        for i in indices {
+        let need = Need::of(&items);
+        self.pending = Some(Box::new(FetchJob {
+            tag: tag.to_owned(),
+            uid,
+            items,
+            indices: indices.into_iter(),
+            sets_seen,
+            need,
+        }));
+    }
+
+    /// Writes FETCH responses of a [`FetchJob`] until it is done (then the tagged OK), or
+    /// until `out` holds the chunk size the driver asked for: the rest waits in `pending`, so
+    /// a FETCH of a whole mailbox goes out while it is being read instead of being built in
+    /// memory first.
+    pub(super) fn run_fetch(&mut self, mut job: Box<FetchJob>, out: &mut Vec<u8>) {
+        let State::Selected { selected, .. } = &mut self.state else {
+            return;
+        };
+        let chunk = self.chunk;
+        let items = &job.items;
+        while out.len() < chunk {
+            let Some(i) = job.indices.next() else {
+                let name = if job.uid { "UID " } else { "" };
+                push(out, &format!("{} OK {name}FETCH completed\r\n", job.tag));
+                return;
+            };
+            // The view may have lost messages (a resumed job after an EXPUNGE cannot happen:
+            // no other command runs before the job is done; this is only a guard).
+            if i >= selected.messages.len() {
+                continue;
+            }
             let mut flags_changed = false;
-            if sets_seen && !selected.messages[i].flags.seen {
+            if job.sets_seen && !selected.messages[i].flags.seen {
                 let mut flags = selected.messages[i].flags.clone();
                 flags.seen = true;
                 match selected
@@ -136,71 +168,58 @@ impl Session {
                     Err(e) => tracing::debug!(error = %e, "cannot set \\Seen"),
                 }
             }
-            let view = selected.messages[i].clone();
-            let needs_body = items.iter().any(|it| match it {
-                MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate => false,
-                MessageDataItemName::Rfc822Size => !self.sizes.contains_key(&view.uid),
-                _ => true,
-            });
-            let loaded = if needs_body {
-                match read_message(&selected.mailbox, &view) {
-                    Some(l) => {
-                        self.sizes.insert(view.uid, l.bytes.len());
-                        Some(l)
-                    }
+            let view = &selected.messages[i];
+            let (loaded, size) = if job.need.any() {
+                match load_message(&selected.mailbox, view, job.need) {
+                    Some(l) => l,
                     None => {
                         // Expunged by another session; RFC 3501 allows answering with nothing.
                         continue;
                     }
                 }
             } else {
-                None
+                (None, 0)
             };
-            let mut line: Vec<u8> = format!("* {} FETCH (", i + 1).into_bytes();
+            let _ = write!(out, "* {} FETCH (", i + 1);
             let mut first = true;
             let mut flags_written = false;
-            for item in &items {
+            for item in items {
                 if !first {
-                    line.push(b' ');
+                    out.push(b' ');
                 }
                 first = false;
                 match item {
                     MessageDataItemName::Uid => {
-                        line.extend_from_slice(format!("UID {}", view.uid).as_bytes())
+                        let _ = write!(out, "UID {}", view.uid);
                     }
                     MessageDataItemName::Flags => {
                         flags_written = true;
-                        line.extend_from_slice(format!("FLAGS ({})", flag_list(&view)).as_bytes());
+                        let _ = write!(out, "FLAGS ({})", flag_list(view));
                     }
                     MessageDataItemName::InternalDate => {
                         let date = std::fs::metadata(&view.path)
                             .and_then(|m| m.modified())
                             .unwrap_or(SystemTime::UNIX_EPOCH);
-                        line.extend_from_slice(
-                            format!("INTERNALDATE \"{}\"", internal_date(date)).as_bytes(),
-                        );
+                        let _ = write!(out, "INTERNALDATE \"{}\"", internal_date(date));
                     }
                     MessageDataItemName::Rfc822Size => {
-                        let size = self.sizes.get(&view.uid).copied().unwrap_or(0);
-                        line.extend_from_slice(format!("RFC822.SIZE {size}").as_bytes());
+                        let _ = write!(out, "RFC822.SIZE {size}");
                     }
                     MessageDataItemName::Envelope => {
-                        line.extend_from_slice(b"ENVELOPE ");
+                        out.extend_from_slice(b"ENVELOPE ");
                         if let Some(l) = &loaded {
-                            fetch::envelope(&mut line, &l.bytes, &l.root);
+                            fetch::envelope(out, l.header());
                         }
                     }
                     MessageDataItemName::BodyStructure | MessageDataItemName::Body => {
                         let extended = matches!(item, MessageDataItemName::BodyStructure);
-                        line.extend_from_slice(if extended {
+                        out.extend_from_slice(if extended {
                             b"BODYSTRUCTURE "
                         } else {
                             b"BODY "
                         });
                         if let Some(l) = &loaded {
-                            fetch::body_structure(&mut line, &l.bytes, &l.root, extended);
+                            fetch::body_structure(out, &l.bytes, l.root(), extended);
                         }
                     }
                     MessageDataItemName::Rfc822
@@ -213,12 +232,12 @@ impl Session {
                             }
                             _ => ("RFC822.TEXT", SectionText::Text),
                         };
-                        line.extend_from_slice(format!("{label} ").as_bytes());
+                        let _ = write!(out, "{label} ");
                         let data = loaded
                             .as_ref()
                             .and_then(|l| fetch::section(l, &[], &text))
                             .unwrap_or_default();
-                        wire::literal(&mut line, &data);
+                        wire::literal(out, &data);
                     }
                     MessageDataItemName::BodyExt {
                         section, partial, ..
@@ -233,34 +252,27 @@ impl Session {
                                 let start = (*origin as usize).min(data.len());
                                 let end =
                                     start.saturating_add(count.get() as usize).min(data.len());
-                                line.extend_from_slice(
-                                    format!("BODY[{label}]<{origin}> ").as_bytes(),
-                                );
-                                wire::literal(&mut line, &data[start..end]);
+                                let _ = write!(out, "BODY[{label}]<{origin}> ");
+                                wire::literal(out, &data[start..end]);
                             }
                             None => {
-                                line.extend_from_slice(format!("BODY[{label}] ").as_bytes());
-                                wire::literal(&mut line, &data);
+                                let _ = write!(out, "BODY[{label}] ");
+                                wire::literal(out, &data);
                             }
                         }
                     }
                     // BINARY and MODSEQ were filtered out above; nothing else is left.
-                    _ => line.extend_from_slice(format!("UID {}", view.uid).as_bytes()),
+                    _ => {
+                        let _ = write!(out, "UID {}", view.uid);
+                    }
                 }
             }
             if flags_changed && !flags_written {
-                line.extend_from_slice(format!(" FLAGS ({})", flag_list(&view)).as_bytes());
+                let _ = write!(out, " FLAGS ({})", flag_list(view));
             }
-            line.extend_from_slice(b")\r\n");
-            out.extend_from_slice(&line);
+            out.extend_from_slice(b")\r\n");
         }
-        push(
-            out,
-            &format!(
-                "{tag} OK {}FETCH completed\r\n",
-                if uid { "UID " } else { "" }
-            ),
-        );
+        self.pending = Some(job);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -464,15 +476,129 @@ pub(super) fn expand(m: &Macro) -> Vec<MessageDataItemName<'static>> {
     }
 }
 
-pub(super) fn read_message(mailbox: &Mailbox, view: &View) -> Option<Loaded> {
-    let raw = match std::fs::read(&view.path) {
-        Ok(raw) => raw,
+/// What of the message files a FETCH needs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Need {
+    /// RFC822.SIZE.
+    size: bool,
+    /// The message's header section (ENVELOPE, BODY[HEADER], BODY[HEADER.FIELDS ...]).
+    header: bool,
+    /// The whole message (body sections, BODYSTRUCTURE).
+    whole: bool,
+}
+
+impl Need {
+    fn of(items: &[MessageDataItemName<'_>]) -> Need {
+        let mut need = Need::default();
+        for item in items {
+            match item {
+                MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::InternalDate => {}
+                MessageDataItemName::Rfc822Size => need.size = true,
+                MessageDataItemName::Envelope | MessageDataItemName::Rfc822Header => {
+                    need.header = true
+                }
+                MessageDataItemName::BodyExt {
+                    section: Some(Section::Header(None)),
+                    ..
+                }
+                | MessageDataItemName::BodyExt {
+                    section:
+                        Some(Section::HeaderFields(None, _) | Section::HeaderFieldsNot(None, _)),
+                    ..
+                } => need.header = true,
+                _ => need.whole = true,
+            }
+        }
+        need
+    }
+
+    fn any(&self) -> bool {
+        self.size || self.header || self.whole
+    }
+}
+
+/// A FETCH not yet fully answered (see [`Session::run_fetch`]).
+pub(super) struct FetchJob {
+    tag: String,
+    uid: bool,
+    items: Vec<MessageDataItemName<'static>>,
+    /// The messages (indices into the view) still to answer for.
+    indices: std::vec::IntoIter<usize>,
+    sets_seen: bool,
+    need: Need,
+}
+
+/// Reads what a FETCH needs of a message: the whole message, or its header only when no item
+/// needs more and its RFC822.SIZE is known from an earlier read. Returns the message (None
+/// when only the size was asked for and is known) and its RFC822.SIZE (0 when not asked for);
+/// None when the message is gone.
+fn load_message(mailbox: &Mailbox, view: &View, need: Need) -> Option<(Option<Loaded>, u64)> {
+    let (file, len) = match fetch::open(&view.path) {
+        Ok(opened) => opened,
+        // Renamed (flags changed) by another session since the last scan.
         Err(_) => {
             let path = mailbox.maildir().find(&view.unique).ok().flatten()?;
-            std::fs::read(path).ok()?
+            fetch::open(&path).ok()?
         }
     };
-    Some(Loaded::new(raw))
+    let known = if need.size {
+        mailbox.known_size(&view.unique, len)
+    } else {
+        None
+    };
+    if need.whole || (need.size && known.is_none()) {
+        let loaded = fetch::read_whole(file, len).ok()?;
+        let size = loaded.bytes.len() as u64;
+        mailbox.remember_size(&view.unique, len, size);
+        return Some((Some(loaded), size));
+    }
+    let size = known.unwrap_or(0);
+    if need.header {
+        Some((Some(fetch::read_header(file).ok()?), size))
+    } else {
+        Some((None, size))
+    }
+}
+
+/// Reads a whole message for SEARCH, and remembers its size.
+pub(crate) fn read_message(mailbox: &Mailbox, view: &View) -> Option<Loaded> {
+    load_message(
+        mailbox,
+        view,
+        Need {
+            whole: true,
+            ..Need::default()
+        },
+    )
+    .and_then(|(loaded, _)| loaded)
+}
+
+/// Reads a message's header section for SEARCH.
+pub(crate) fn read_message_header(mailbox: &Mailbox, view: &View) -> Option<Loaded> {
+    load_message(
+        mailbox,
+        view,
+        Need {
+            header: true,
+            ..Need::default()
+        },
+    )
+    .and_then(|(loaded, _)| loaded)
+}
+
+/// A message's RFC822.SIZE for SEARCH LARGER and SMALLER: remembered, or read.
+pub(crate) fn message_size(mailbox: &Mailbox, view: &View) -> Option<u64> {
+    load_message(
+        mailbox,
+        view,
+        Need {
+            size: true,
+            ..Need::default()
+        },
+    )
+    .map(|(_, size)| size)
 }
 
 pub(crate) fn flag_list(view: &View) -> String {
