@@ -476,6 +476,7 @@ impl Check for Mail {
                 );
             }
         }
+        self.check_names(at, report);
         let networks = key(at, "trusted_networks");
         for (i, network) in self.trusted_networks.iter().enumerate() {
             if network.prefix == 0 {
@@ -485,6 +486,116 @@ impl Check for Mail {
                 );
             }
         }
+    }
+}
+
+impl Mail {
+    /// Names that clash or lead nowhere. Routing takes the first user of a name and an alias
+    /// before a user, so a second `alice` or an alias named `alice` silently hides the other;
+    /// and a local member or forward that names nobody makes every delivery to its alias fail
+    /// with 550, also for the members that do exist.
+    fn check_names(&self, at: &str, report: &mut Report) {
+        let users = key(at, "users");
+        for (i, user) in self.users.iter().enumerate() {
+            let earlier = self.users[..i]
+                .iter()
+                .position(|u| u.name.eq_ignore_ascii_case(&user.name));
+            if let Some(first) = earlier {
+                report.add(
+                    key(&index(&users, i), "name"),
+                    format!("{:?} is already the name of mail.users[{first}]", user.name),
+                );
+            }
+            let forward = key(&index(&users, i), "forward");
+            for (j, target) in user.forward.iter().enumerate() {
+                if let Some(problem) = self.local_target_problem(target) {
+                    report.add(index(&forward, j), format!("{target:?} {problem}"));
+                }
+            }
+        }
+        let aliases = key(at, "aliases");
+        for (i, alias) in self.aliases.iter().enumerate() {
+            let at = index(&aliases, i);
+            if let Some(user) = self
+                .users
+                .iter()
+                .position(|u| u.name.eq_ignore_ascii_case(&alias.name))
+            {
+                report.add(
+                    key(&at, "name"),
+                    format!(
+                        "{:?} is also the name of mail.users[{user}], whose mail the alias would \
+                         take",
+                        alias.name
+                    ),
+                );
+            }
+            if let Some(first) = self.aliases[..i]
+                .iter()
+                .position(|a| a.name.eq_ignore_ascii_case(&alias.name))
+            {
+                report.add(
+                    key(&at, "name"),
+                    format!(
+                        "{:?} is already the name of mail.aliases[{first}]",
+                        alias.name
+                    ),
+                );
+            }
+            if alias.members.is_empty() {
+                report.add(
+                    key(&at, "members"),
+                    "is empty: mail to the alias would go nowhere",
+                );
+            }
+            let members = key(&at, "members");
+            for (j, member) in alias.members.iter().enumerate() {
+                if let Some(problem) = self.local_target_problem(member) {
+                    report.add(index(&members, j), format!("{member:?} {problem}"));
+                }
+            }
+        }
+    }
+
+    /// Why a member or forward target cannot be delivered: it is in a local domain (or has no
+    /// domain, meaning each local domain) and names no user, alias or remote user, and no
+    /// catch-all takes it. Outside addresses are not checked.
+    fn local_target_problem(&self, target: &str) -> Option<String> {
+        let (local, domain) = match target.rsplit_once('@') {
+            Some((local, domain)) => (local, Some(domain)),
+            None => (target, None),
+        };
+        if local.is_empty() {
+            return Some("has no local part".into());
+        }
+        let domains: Vec<&str> = match domain {
+            None => self.domains.iter().map(String::as_str).collect(),
+            Some(d) if self.domains.iter().any(|l| l.eq_ignore_ascii_case(d)) => vec![d],
+            Some(_) => return None,
+        };
+        let named = |name: &str| {
+            name.eq_ignore_ascii_case(local)
+                || domains
+                    .iter()
+                    .any(|d| name.eq_ignore_ascii_case(&format!("{local}@{d}")))
+        };
+        // RFC 5321 section 4.5.1: postmaster always reaches someone (the first user).
+        let known = local.eq_ignore_ascii_case("postmaster") && !self.users.is_empty()
+            || self
+                .users
+                .iter()
+                .any(|u| u.name.eq_ignore_ascii_case(local))
+            || self.aliases.iter().any(|a| named(&a.name))
+            || self.remote_users.iter().any(|r| named(&r.name));
+        let caught = !domains.is_empty()
+            && domains
+                .iter()
+                .all(|d| self.catch_all.keys().any(|k| k.eq_ignore_ascii_case(d)));
+        (!known && !caught).then(|| {
+            "names no user, alias or remote user here, so every message to it would be \
+             refused"
+                .into()
+        })
     }
 }
 

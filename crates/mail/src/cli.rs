@@ -1,7 +1,7 @@
 //! `postroom mail --config FILE` and `postroom mail hash-password`.
 
 use std::ffi::OsString;
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -35,13 +35,8 @@ enum Command {
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
     if let Some(Command::HashPassword) = args.command {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password")?;
-        let password = line.trim_end_matches(['\r', '\n']);
-        let hash = crate::users::hash_password(password).map_err(anyhow::Error::msg)?;
+        let password = read_new_password()?;
+        let hash = crate::users::hash_password(&password).map_err(anyhow::Error::msg)?;
         println!("{hash}");
         return Ok(());
     }
@@ -49,6 +44,34 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let config = Config::load(&path)?;
     let _ = postroom_logging::init("mail");
     serve(config, &path)
+}
+
+/// The password for `hash-password`: typed twice without echo at a terminal, else the first
+/// line of standard input (for scripts). An empty one is refused: it would let anyone in.
+fn read_new_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("New password: ")
+            .context("cannot read the password from the terminal")?;
+        let again = rpassword::prompt_password("Again: ")
+            .context("cannot read the password from the terminal")?;
+        anyhow::ensure!(
+            first == again,
+            "the two passwords differ; nothing was hashed"
+        );
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(
+        !password.is_empty(),
+        "the password is empty; nothing was hashed"
+    );
+    Ok(password)
 }
 
 fn serve(config: Config, path: &std::path::Path) -> anyhow::Result<()> {

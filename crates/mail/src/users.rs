@@ -92,8 +92,13 @@ fn table(config: &Mail) -> HashMap<String, String> {
         .collect()
 }
 
-/// Checks a password against an argon2 PHC string.
+/// Checks a password against an argon2 PHC string. An empty password never matches: a hash of
+/// the empty string (`hash-password` refuses to make one, but a file may hold one) would let
+/// anybody in with no password at all.
 pub fn verify_password(hash: &str, password: &str) -> bool {
+    if password.is_empty() {
+        return false;
+    }
     match PasswordHash::new(hash) {
         Ok(parsed) => Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
@@ -102,8 +107,12 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
     }
 }
 
-/// Hashes a password with argon2id and a random salt, for `postroom mail hash-password`.
+/// Hashes a password with argon2id and a random salt, for `postroom mail hash-password`. An
+/// empty password is refused.
 pub fn hash_password(password: &str) -> Result<String, String> {
+    if password.is_empty() {
+        return Err("the password is empty".into());
+    }
     let mut salt = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut salt))
@@ -153,5 +162,19 @@ mod tests {
         );
         assert_eq!(users.verify(creds("alice", "wrong")).await, None);
         assert_eq!(users.verify(creds("mallory", "dev-password")).await, None);
+    }
+
+    #[test]
+    fn an_empty_password_is_never_hashed_and_never_matches_even_its_own_hash() {
+        assert!(hash_password("").is_err());
+        // A hash of "" made elsewhere and pasted into the file.
+        let salt = SaltString::encode_b64(&[7u8; 16]).unwrap();
+        let hash = Argon2::default()
+            .hash_password(b"", &salt)
+            .unwrap()
+            .to_string();
+        assert!(!verify_password(&hash, ""));
+        let other = hash_password("x").unwrap();
+        assert!(verify_password(&other, "x"));
     }
 }
