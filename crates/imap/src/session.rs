@@ -105,6 +105,9 @@ struct Selected {
     watch: broadcast::Receiver<postroom_maildir::Change>,
     /// The mailbox's keyword table, by Maildir letter.
     keywords: Vec<String>,
+    /// The store's scan that `messages` matches, if it does: a refresh that gets the same
+    /// scan back has nothing to do.
+    scan: Option<Arc<postroom_maildir::MailboxSnapshot>>,
 }
 
 /// One message in the session's view; `seq` is its index + 1.
@@ -820,7 +823,7 @@ impl Session {
             return;
         };
         let opened = self.store.mailbox(&user, &name).and_then(|mb| {
-            let snap = mb.snapshot(!read_only)?;
+            let snap = mb.snapshot_shared(!read_only)?;
             Ok((mb, snap))
         });
         let (mailbox, snap) = match opened {
@@ -833,13 +836,13 @@ impl Session {
         let keywords = mailbox.keywords().unwrap_or_default();
         let messages: Vec<View> = snap
             .messages
-            .into_iter()
+            .iter()
             .map(|m| View {
                 keywords: keyword_names(&m.flags, &keywords),
                 uid: m.uid,
-                unique: m.unique,
-                path: m.path,
-                flags: m.flags,
+                unique: m.unique.clone(),
+                path: m.path.clone(),
+                flags: m.flags.clone(),
                 recent: m.recent,
             })
             .collect();
@@ -873,6 +876,7 @@ impl Session {
             messages,
             watch,
             keywords,
+            scan: Some(snap),
         };
         self.state = State::Selected {
             user,

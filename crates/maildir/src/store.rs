@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::broadcast;
@@ -74,7 +74,27 @@ struct Shared {
     changes: broadcast::Sender<Change>,
     /// RFC822.SIZE of messages read before, by unique name: see [`Mailbox::known_size`].
     sizes: Mutex<HashMap<String, KnownSize>>,
+    /// The last scan, reused while the directories are unchanged: see [`Mailbox::snapshot`].
+    scan: Mutex<Option<Scan>>,
 }
+
+/// A scan of a mailbox and the modification times of `new` and `cur` it was made at.
+struct Scan {
+    stamp: (SystemTime, SystemTime),
+    /// Whether `new` held messages (a session that claims them cannot reuse the scan).
+    has_new: bool,
+    /// Held by the sessions that use it; gone when none does, so an idle process keeps no
+    /// copy of a mailbox's listing.
+    snapshot: Weak<MailboxSnapshot>,
+}
+
+/// How long `new` and `cur` must have been unchanged before a scan of them may be reused. A
+/// directory's modification time has the granularity of the kernel's coarse clock (a few
+/// milliseconds on ext4, f2fs, btrfs, tmpfs), so two changes close together may leave the same
+/// time; once a directory has been quiet this long before a scan started, any later change
+/// shows as a new time. Dovecot's Maildir code waits one second; two leave room for coarser
+/// file systems.
+const SETTLED: Duration = Duration::from_secs(2);
 
 /// A message's IMAP size, with the length of the file it was counted from.
 #[derive(Debug, Clone, Copy)]
@@ -396,6 +416,7 @@ impl Store {
                     lock: Mutex::new(()),
                     changes,
                     sizes: Mutex::new(HashMap::new()),
+                    scan: Mutex::new(None),
                 })
             })
             .clone()
@@ -404,6 +425,7 @@ impl Store {
     /// Drops a mailbox's UIDs and UIDVALIDITY; a mailbox made again under the name starts anew
     /// with a higher UIDVALIDITY.
     fn forget(&self, key: &str) -> Result<()> {
+        *lock(&self.shared(key).scan) = None;
         let txn = self.inner.db.begin_write().map_err(redb::Error::from)?;
         {
             let mut mailboxes = txn.open_table(MAILBOXES).map_err(redb::Error::from)?;
@@ -516,20 +538,51 @@ impl Mailbox {
     /// move to `cur` and come back with `recent` set: the caller is the session that saw them
     /// first (RFC 3501 section 2.3.2, `\Recent`).
     pub fn snapshot(&self, claim_new: bool) -> Result<MailboxSnapshot> {
+        Ok(Arc::unwrap_or_clone(self.snapshot_shared(claim_new)?))
+    }
+
+    /// [`Mailbox::snapshot`], shared: while neither `new` nor `cur` has changed since the last
+    /// scan that a session still holds (their modification times are the same, and were
+    /// [`SETTLED`] before that scan), that scan is returned again, the same `Arc`, without
+    /// listing the directories or reading the UID index. Every change to a Maildir's messages
+    /// (delivery, flag rename, removal, by this process or another) changes one of the times.
+    pub fn snapshot_shared(&self, claim_new: bool) -> Result<Arc<MailboxSnapshot>> {
         let _guard = self.lock();
         self.snapshot_locked(claim_new)
     }
 
-    fn snapshot_locked(&self, claim_new: bool) -> Result<MailboxSnapshot> {
+    /// The modification times of `new` and `cur`; None when one cannot be read.
+    fn stamp(&self) -> Option<(SystemTime, SystemTime)> {
+        let time = |sub: &str| {
+            fs::metadata(self.maildir.path().join(sub))
+                .and_then(|m| m.modified())
+                .ok()
+        };
+        Some((time("new")?, time("cur")?))
+    }
+
+    fn snapshot_locked(&self, claim_new: bool) -> Result<Arc<MailboxSnapshot>> {
+        let started = SystemTime::now();
+        let stamp = self.stamp();
+        if let Some(stamp) = stamp {
+            let scan = lock(&self.shared.scan);
+            if let Some(scan) = scan.as_ref()
+                && scan.stamp == stamp
+                && !(claim_new && scan.has_new)
+                && let Some(snapshot) = scan.snapshot.upgrade()
+            {
+                return Ok(snapshot);
+            }
+        }
         let mut files = self.maildir.list()?;
-        let mut recent = Vec::new();
+        let mut recent = std::collections::HashSet::new();
         if claim_new {
             for file in files.iter_mut().filter(|f| f.in_new) {
                 match self.maildir.move_to_cur(file) {
                     Ok(path) => {
                         file.path = path;
                         file.in_new = false;
-                        recent.push(file.unique.clone());
+                        recent.insert(file.unique.clone());
                     }
                     // Moved by someone else meanwhile; the next scan finds it in cur.
                     Err(Error::MessageGone(_)) => {}
@@ -543,6 +596,7 @@ impl Mailbox {
         }
         let (uid_validity, uid_next, uids) = self.index(&files)?;
         self.prune_sizes(&files);
+        let files_in_new = files.iter().any(|f| f.in_new);
         let mut messages: Vec<Message> = files
             .into_iter()
             .filter_map(|f| {
@@ -558,11 +612,28 @@ impl Mailbox {
             })
             .collect();
         messages.sort_by_key(|m| m.uid);
-        Ok(MailboxSnapshot {
+        let snapshot = Arc::new(MailboxSnapshot {
             uid_validity,
             uid_next,
             messages,
-        })
+        });
+        let settled = |time: SystemTime| {
+            started
+                .duration_since(time)
+                .is_ok_and(|quiet| quiet >= SETTLED)
+        };
+        // A scan that moved messages out of `new` changed both directories after `stamp`.
+        *lock(&self.shared.scan) = match stamp {
+            Some(stamp) if recent.is_empty() && settled(stamp.0) && settled(stamp.1) => {
+                Some(Scan {
+                    stamp,
+                    has_new: files_in_new,
+                    snapshot: Arc::downgrade(&snapshot),
+                })
+            }
+            _ => None,
+        };
+        Ok(snapshot)
     }
 
     /// Brings the UID index in line with the files: new files get the next UIDs (oldest file
@@ -613,6 +684,7 @@ impl Mailbox {
             (mtime, f.unique.clone())
         });
         let mut known = known;
+        *lock(&self.shared.scan) = None;
         let txn = db.begin_write().map_err(redb::Error::from)?;
         let result;
         {
@@ -1029,6 +1101,71 @@ mod tests {
         assert_eq!(inbox.known_size("m2", 20), None);
         assert_eq!(inbox.known_size("gone", 1), None);
         assert_eq!(inbox.known_size("m1", 10), Some(12));
+    }
+
+    /// Sets the modification time of `new` and `cur` to `secs` seconds ago.
+    fn age_dirs(maildir: &Path, secs: u64) {
+        let then = SystemTime::now() - Duration::from_secs(secs);
+        for sub in ["new", "cur"] {
+            fs::File::open(maildir.join(sub))
+                .unwrap()
+                .set_modified(then)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_scan_is_reused_only_while_new_and_cur_are_unchanged_and_settled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        store.create_user("gina").unwrap();
+        let home = dir.path().join("mail/gina");
+        store
+            .deliver("gina", None, &mut &b"1"[..], Some("m1"))
+            .unwrap();
+        let inbox = store.mailbox("gina", "INBOX").unwrap();
+
+        // Directories changed a moment ago: every scan is made anew.
+        let first = inbox.snapshot_shared(true).unwrap();
+        assert!(first.messages[0].recent);
+        let again = inbox.snapshot_shared(false).unwrap();
+        assert!(!Arc::ptr_eq(&first, &again));
+
+        // Quiet for a while: the scan a session holds is handed out again.
+        age_dirs(&home, 5);
+        let settled = inbox.snapshot_shared(false).unwrap();
+        let reused = inbox.snapshot_shared(false).unwrap();
+        assert!(Arc::ptr_eq(&settled, &reused));
+        assert!(!reused.messages[0].recent);
+
+        // A flag change made by another program (a rename in cur) is seen.
+        let old = home.join("cur/m1:2,");
+        fs::rename(&old, home.join("cur/m1:2,S")).unwrap();
+        let renamed = inbox.snapshot_shared(false).unwrap();
+        assert!(renamed.messages[0].flags.seen);
+
+        // A delivery is seen, and a session that claims `new` gets its \Recent even when
+        // the last scan (read-only) was made after the directories settled.
+        store
+            .deliver("gina", None, &mut &b"2"[..], Some("m2"))
+            .unwrap();
+        age_dirs(&home, 5);
+        let read_only = inbox.snapshot_shared(false).unwrap();
+        assert_eq!(read_only.messages.len(), 2);
+        assert!(read_only.messages.iter().all(|m| !m.recent));
+        let claimed = inbox.snapshot_shared(true).unwrap();
+        assert!(claimed.messages[1].recent, "{claimed:?}");
+        assert!(home.join("cur/m2:2,").exists());
+
+        // Nobody holds a scan any more: nothing is kept.
+        drop((first, again, settled, reused, renamed, read_only, claimed));
+        age_dirs(&home, 5);
+        let fresh = inbox.snapshot_shared(false).unwrap();
+        assert_eq!(Arc::strong_count(&fresh), 1);
+        assert!(inbox.shared.scan.lock().unwrap().is_some());
+        drop(fresh);
+        let scan = inbox.shared.scan.lock().unwrap();
+        assert!(scan.as_ref().unwrap().snapshot.upgrade().is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ impl Session {
             return;
         };
         while selected.watch.try_recv().is_ok() {}
-        let snap = match selected.mailbox.snapshot(!selected.read_only) {
+        let snap = match selected.mailbox.snapshot_shared(!selected.read_only) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "mailbox rescan failed");
@@ -37,8 +37,19 @@ impl Session {
             }
             selected.keywords = table;
         }
+        // The very scan this view was last brought in line with: nothing changed since.
+        if selected
+            .scan
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &snap))
+        {
+            return;
+        }
         let by_uid: HashMap<u32, &postroom_maildir::Message> =
             snap.messages.iter().map(|m| (m.uid, m)).collect();
+        // Whether the view still holds messages the scan no longer has (an EXPUNGE that may not
+        // be announced now, RFC 3501 section 7.4.1): then the view is not the scan.
+        let mut withheld = false;
         if allow_expunge {
             let mut i = 0;
             while i < selected.messages.len() {
@@ -51,21 +62,23 @@ impl Session {
             }
         }
         for (i, view) in selected.messages.iter_mut().enumerate() {
-            if let Some(m) = by_uid.get(&view.uid) {
-                view.path = m.path.clone();
-                if m.flags != view.flags {
-                    view.flags = m.flags.clone();
-                    view.keywords = keyword_names(&view.flags, &selected.keywords);
-                    push(
-                        out,
-                        &format!(
-                            "* {} FETCH (UID {} FLAGS ({}))\r\n",
-                            i + 1,
-                            view.uid,
-                            flag_list(view)
-                        ),
-                    );
-                }
+            let Some(m) = by_uid.get(&view.uid) else {
+                withheld = true;
+                continue;
+            };
+            view.path = m.path.clone();
+            if m.flags != view.flags {
+                view.flags = m.flags.clone();
+                view.keywords = keyword_names(&view.flags, &selected.keywords);
+                push(
+                    out,
+                    &format!(
+                        "* {} FETCH (UID {} FLAGS ({}))\r\n",
+                        i + 1,
+                        view.uid,
+                        flag_list(view)
+                    ),
+                );
             }
         }
         let last = selected.messages.last().map_or(0, |m| m.uid);
@@ -92,6 +105,7 @@ impl Session {
         }
         selected.uid_next = snap.uid_next;
         selected.uid_validity = snap.uid_validity;
+        selected.scan = if withheld { None } else { Some(snap) };
     }
 
     pub(super) fn list(
