@@ -147,6 +147,8 @@ pub struct App {
     store: postroom_maildir::Store,
     /// Mail on connect (flush, ETRN, POP3) when the link is dialled on demand.
     on_connect: Option<crate::on_connect::Running>,
+    /// Removes stale files from the Maildirs' tmp/.
+    tmp_cleanup: crate::tmp_cleanup::TmpCleanup,
     data_dir: PathBuf,
     /// The effective `[mail]` at start, to tell on a reload what only a restart applies.
     started_with: Mail,
@@ -180,6 +182,9 @@ impl App {
         for user in &mail.users {
             store.create_user(&user.name)?;
         }
+        // Partial deliveries a kill or power cut left in tmp/: now, then every few hours.
+        let tmp_cleanup =
+            crate::tmp_cleanup::TmpCleanup::start(paths.mail_root(), crate::tmp_cleanup::EVERY);
         let router = Router::new(mail.clone());
         let mut settings = postroom_queue::QueueSettings::from_config(
             paths.data_dir.clone(),
@@ -254,6 +259,7 @@ impl App {
             shared,
             store,
             on_connect,
+            tmp_cleanup,
             data_dir: paths.data_dir,
             started_with: mail,
         })
@@ -339,6 +345,7 @@ impl App {
         if let Some(on_connect) = self.on_connect {
             on_connect.stop().await;
         }
+        self.tmp_cleanup.stop();
         self.services.shutdown().await;
         let _ = self.control.shutdown().await;
     }

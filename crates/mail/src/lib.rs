@@ -15,9 +15,11 @@ pub mod intake;
 pub mod on_connect;
 pub mod privileges;
 pub mod router;
+pub mod senders;
 pub mod services;
 pub mod smtp_server;
 pub mod tls;
+pub mod tmp_cleanup;
 pub mod trace;
 pub mod users;
 

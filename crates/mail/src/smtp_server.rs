@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::intake::{Accepted, Intake};
 use crate::router::{Destination, Routed, Router};
+use crate::senders;
 use crate::trace;
 use crate::users::Users;
 
@@ -272,6 +273,7 @@ async fn connection(
     let policy = shared.policy();
     let mut conn = Connection {
         session: Session::new(shared.session_config(&policy, kind)),
+        kind,
         policy,
         shared: Arc::clone(&shared),
         peer,
@@ -329,6 +331,7 @@ enum Outcome {
 
 struct Connection {
     session: Session,
+    kind: Kind,
     /// The configuration this connection started with.
     policy: Arc<Policy>,
     shared: Arc<Shared>,
@@ -353,6 +356,7 @@ impl Connection {
         loop {
             match self.session.poll() {
                 Event::NeedInput => {
+                    self.log_refused_senders();
                     self.flush(io).await?;
                     let (wait, limit) = self.session.timeout();
                     let now = tokio::time::Instant::now();
@@ -382,6 +386,7 @@ impl Connection {
                     }
                 }
                 Event::Close => {
+                    self.log_refused_senders();
                     self.flush(io).await?;
                     let _ = io.shutdown().await;
                     return Ok(Outcome::Closed);
@@ -408,7 +413,15 @@ impl Connection {
                         Some(name) => info!(user = %name, "authenticated"),
                         None => warn!(user = %user, "authentication failed"),
                     }
+                    let senders = match (&result, self.kind) {
+                        // Port 25 authenticates nobody; its senders are never checked.
+                        (_, Kind::Mx) | (None, _) => None,
+                        (Some(name), _) => senders::allowed_senders(&self.policy.config, name),
+                    };
                     self.session.auth_result(result);
+                    if let Some(senders) = senders {
+                        self.session.restrict_senders(senders);
+                    }
                 }
                 Event::CheckRecipient { address, envelope } => {
                     let ip = self.peer.ip();
@@ -438,6 +451,14 @@ impl Connection {
                     self.session.message_result(result, None);
                 }
             }
+        }
+    }
+
+    /// Senders refused for not being the user's own: a policy decision for the journal.
+    fn log_refused_senders(&mut self) {
+        for path in self.session.take_refused_senders() {
+            let user = self.session.authenticated_user().unwrap_or_default();
+            info!(user, sender = %path.as_str(), "sender refused: not owned by the user");
         }
     }
 
