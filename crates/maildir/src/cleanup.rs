@@ -6,15 +6,14 @@
 //! not been accessed for 36 hours: no delivery takes that long, so such a file belongs to
 //! nobody. `new/` and `cur/` are never touched here.
 //!
-//! "Accessed" is read as the latest of the file's access, modification and status-change
-//! times. atime alone is not enough: mounts with `noatime` never update it, and a delivery may
-//! give its file an old modification time (IMAP APPEND with an INTERNALDATE) a moment before
-//! linking it, while ctime moves with every write, rename, link and `utimensat`.
+//! "Accessed" is read as the later of the file's access and modification times. Neither alone
+//! is enough: mounts with `noatime` never move atime after the file is made (writes still move
+//! mtime), and a delivery may give its file an old modification time (IMAP APPEND with an
+//! INTERNALDATE) a moment before linking it, while its atime stays the time it was made.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use crate::Error;
 
@@ -102,13 +101,9 @@ pub fn clean_maildir(
     }
 }
 
-/// True when the file was last accessed, modified and changed at least `stale_after` before
-/// `now`.
+/// True when the file was last accessed and last modified at least `stale_after` before `now`.
 fn is_stale(meta: &fs::Metadata, now: SystemTime, stale_after: Duration) -> bool {
-    let ctime = u64::try_from(meta.ctime())
-        .ok()
-        .map(|secs| UNIX_EPOCH + Duration::from_secs(secs));
-    let latest = [meta.accessed().ok(), meta.modified().ok(), ctime]
+    let latest = [meta.accessed().ok(), meta.modified().ok()]
         .into_iter()
         // A time the file system cannot give counts as "just now": keep the file.
         .map(|t| t.unwrap_or(now))
@@ -174,17 +169,11 @@ mod tests {
         names
     }
 
-    // The status-change time cannot be set back, so the clock is moved forward instead: `now`
-    // lies 40 hours after the files were made, and their other times are set relative to it.
-    fn later() -> SystemTime {
-        SystemTime::now() + 40 * HOUR
-    }
-
     #[test]
     fn tmp_files_untouched_for_36_hours_go_in_every_users_inbox_and_folders() {
         let store = store();
         let root = store.path();
-        let now = later();
+        let now = SystemTime::now();
         let old = now - 37 * HOUR;
         file(&root.join("alice/tmp/1.crashed"), old, old);
         file(&root.join("alice/.Sent/tmp/2.crashed"), old, old);
@@ -204,7 +193,7 @@ mod tests {
     fn recently_accessed_or_modified_tmp_files_stay() {
         let store = store();
         let root = store.path();
-        let now = later();
+        let now = SystemTime::now();
         let old = now - 37 * HOUR;
         let recent = now - 35 * HOUR;
         file(&root.join("alice/tmp/read-lately"), recent, old);
@@ -222,12 +211,19 @@ mod tests {
 
     #[test]
     fn a_file_just_written_with_an_old_modification_time_stays() {
-        // An APPEND with an old INTERNALDATE sets mtime (and here atime) years back a moment
-        // before the link into cur; its status-change time is now, so it is not stale.
+        // An APPEND with an old INTERNALDATE sets mtime years back a moment before the link
+        // into cur, as Maildir::deliver does; atime stays the time the file was made.
         let store = store();
         let root = store.path();
-        let ancient = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        file(&root.join("alice/tmp/appending"), ancient, ancient);
+        let path = root.join("alice/tmp/appending");
+        fs::write(&path, b"Subject: appended\r\n").unwrap();
+        let ancient = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(ancient)
+            .unwrap();
 
         let report = clean_store(root, SystemTime::now(), STALE_AFTER);
 
@@ -239,7 +235,7 @@ mod tests {
     fn new_and_cur_are_never_touched_however_old_their_files() {
         let store = store();
         let root = store.path();
-        let now = later();
+        let now = SystemTime::now();
         let old = now - 100 * HOUR;
         file(&root.join("alice/new/1.msg"), old, old);
         file(&root.join("alice/cur/2.msg:2,S"), old, old);
@@ -257,7 +253,7 @@ mod tests {
     fn directories_and_symlinks_in_tmp_and_symlinked_maildirs_are_left_alone() {
         let store = store();
         let root = store.path();
-        let now = later();
+        let now = SystemTime::now();
         let old = now - 37 * HOUR;
         // A Maildir outside the store, reachable through a symlink named like a user.
         let outside = tempfile::tempdir().unwrap();
@@ -276,7 +272,11 @@ mod tests {
 
     #[test]
     fn a_missing_store_is_a_failure_in_the_report_not_a_panic() {
-        let report = clean_store(Path::new("/nonexistent/postroom"), later(), STALE_AFTER);
+        let report = clean_store(
+            Path::new("/nonexistent/postroom"),
+            SystemTime::now(),
+            STALE_AFTER,
+        );
         assert!(report.removed.is_empty());
         assert_eq!(report.failures.len(), 1);
     }
