@@ -529,6 +529,9 @@ fn reload_adds_a_user_who_can_receive_and_authenticate_at_once() {
             "carol",
             "--auth-password",
             PASSWORD,
+            // Her own address: submission refuses any other sender (553 5.7.1).
+            "--from",
+            "carol@office.example",
             "--to",
             "bob@office.example",
         ],

@@ -9,6 +9,9 @@
 //! STARTTLS (when a certificate is there and TLS is not yet active) and AUTH PLAIN LOGIN (only
 //! inside TLS, on listeners that take authentication). Not offered: CHUNKING (BDAT), so BDAT is
 //! answered 502.
+//!
+//! On submission the driver may restrict `MAIL FROM` after AUTH to the addresses the user owns
+//! ([`AllowedSenders`], [`Session::restrict_senders`]); others get 553 5.7.1.
 
 #![forbid(unsafe_code)]
 
