@@ -815,9 +815,11 @@ impl Default for Access {
     }
 }
 
-/// `[mail.on_connect]`: mail on connect. Once the link is up the queue is flushed, then the
-/// ISP is asked for the mail it holds for us: ETRN (RFC 1985) to its backup MX and/or a POP3
-/// multidrop fetch of each `[[mail.on_connect.pop3]]` mailbox.
+/// `[mail.on_connect]`: mail at the ISP. Once an on-demand link is up the queue is flushed,
+/// then the ISP is asked for the mail it holds for us: ETRN (RFC 1985) to its backup MX and/or
+/// a POP3 multidrop fetch of each `[[mail.on_connect.pop3]]` mailbox. With a permanent link
+/// there is no connect to wait for: the mailboxes are fetched every `fetch_interval` (ETRN is
+/// not needed there: the backup MX delivers by itself).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OnConnect {
@@ -836,6 +838,9 @@ pub struct OnConnect {
     /// After a call that failed (busy line, no answer), queued mail asks for the link again
     /// only after this long; a scheduled or manual call still flushes it sooner.
     pub redial_after: Span,
+    /// With a permanent link: how often the POP3 mailboxes are fetched (the first time when
+    /// the mail component starts); `"0s"` never. On demand they are fetched on every connect.
+    pub fetch_interval: Span,
 }
 
 impl Default for OnConnect {
@@ -848,6 +853,7 @@ impl Default for OnConnect {
             timeout: Span(60),
             flush_timeout: Span(600),
             redial_after: Span(900),
+            fetch_interval: Span(300),
         }
     }
 }
@@ -856,31 +862,115 @@ impl Default for OnConnect {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pop3Mailbox {
-    /// The ISP's POP3 server.
+    /// The ISP's POP3 server; its certificate must be valid for this name.
     pub host: String,
-    /// Its port: 110, or 995 with `tls`.
-    pub port: u16,
+    /// Its port; unset takes 995 with `tls = "implicit"`, else 110.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// The mailbox's user name.
     pub user: String,
     /// Its password.
     pub password: String,
-    /// POP3 over implicit TLS (RFC 8314). Not yet supported by the fetcher: a mailbox with
-    /// `tls = true` is skipped with a warning rather than sent the password in plain text.
-    pub tls: bool,
+    /// `"implicit"` (POP3S, the default), `"starttls"` (STLS on port 110, refused if the server
+    /// does not offer it) or `"none"` (the password in plain text).
+    pub tls: Pop3Tls,
+    /// A PEM file of CA certificates trusted for this server besides the Mozilla roots: an ISP
+    /// with a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Leave fetched messages at the ISP (their UIDs keep them from being fetched twice).
     pub keep: bool,
+}
+
+impl Pop3Mailbox {
+    /// The port to connect to: the one given, else the one of the TLS mode (RFC 8314 section
+    /// 7.3 registers 995 for POP3S; RFC 1939 uses 110).
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            Pop3Tls::Implicit => 995,
+            Pop3Tls::StartTls | Pop3Tls::None => 110,
+        })
+    }
 }
 
 impl Default for Pop3Mailbox {
     fn default() -> Pop3Mailbox {
         Pop3Mailbox {
             host: String::new(),
-            port: 110,
+            port: None,
             user: String::new(),
             password: String::new(),
-            tls: false,
+            tls: Pop3Tls::Implicit,
+            ca_file: None,
             keep: false,
         }
+    }
+}
+
+/// How a POP3 mailbox is reached: `tls = "implicit" | "starttls" | "none"`.
+///
+/// Files written before there was a choice said `tls = true` (implicit TLS) or `tls = false`,
+/// which then meant plain text. `false` is read as `"starttls"`: the password is only ever sent
+/// in plain text where the file says `"none"` by name, and a server without STLS fails with an
+/// error that says so.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Pop3Tls {
+    /// TLS from the first byte, POP3S (RFC 8314 section 3.3).
+    #[default]
+    Implicit,
+    /// Plain POP3 upgraded with STLS before the login (RFC 2595 section 4).
+    StartTls,
+    /// No TLS.
+    None,
+}
+
+impl Pop3Tls {
+    /// The name used in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pop3Tls::Implicit => "implicit",
+            Pop3Tls::StartTls => "starttls",
+            Pop3Tls::None => "none",
+        }
+    }
+}
+
+impl Serialize for Pop3Tls {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pop3Tls {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pop3Tls, D::Error> {
+        struct ModeVisitor;
+        impl serde::de::Visitor<'_> for ModeVisitor {
+            type Value = Pop3Tls;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"implicit\", \"starttls\" or \"none\"")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, tls: bool) -> Result<Pop3Tls, E> {
+                Ok(if tls {
+                    Pop3Tls::Implicit
+                } else {
+                    Pop3Tls::StartTls
+                })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Pop3Tls, E> {
+                [Pop3Tls::Implicit, Pop3Tls::StartTls, Pop3Tls::None]
+                    .into_iter()
+                    .find(|mode| mode.name() == name)
+                    .ok_or_else(|| {
+                        E::custom(format!(
+                            "{name:?} is not a TLS mode: \"implicit\", \"starttls\" or \"none\""
+                        ))
+                    })
+            }
+        }
+        deserializer.deserialize_any(ModeVisitor)
     }
 }
 
@@ -932,8 +1022,71 @@ mod on_connect_tests {
         assert_eq!(c.etrn_host, "mx2.isp.example");
         assert_eq!(c.etrn_port, 25);
         assert_eq!(c.redial_after, Span(300));
-        assert_eq!(c.pop3[0].port, 110);
-        assert!(!c.pop3[0].tls && !c.pop3[0].keep);
+        assert_eq!(c.fetch_interval, Span(300));
+        assert_eq!(c.pop3[0].port, None);
+        assert!(!c.pop3[0].keep);
         assert!(crate::Config::parse("[[mail.on_connect.pop3]]\npasword = \"x\"\n").is_err());
+    }
+
+    fn mailbox(lines: &str) -> Result<Pop3Mailbox, Vec<String>> {
+        let text = format!("[[mail.on_connect.pop3]]\nhost = \"pop.isp.example\"\n{lines}");
+        crate::Config::parse(&text).map(|c| c.mail.on_connect.pop3[0].clone())
+    }
+
+    #[test]
+    fn a_new_mailbox_uses_pop3s_on_995_unless_told_otherwise() {
+        let m = mailbox("").unwrap();
+        assert_eq!((m.tls, m.effective_port()), (Pop3Tls::Implicit, 995));
+
+        let m = mailbox("tls = \"starttls\"\n").unwrap();
+        assert_eq!((m.tls, m.effective_port()), (Pop3Tls::StartTls, 110));
+        let m = mailbox("tls = \"none\"\n").unwrap();
+        assert_eq!((m.tls, m.effective_port()), (Pop3Tls::None, 110));
+        let m =
+            mailbox("tls = \"implicit\"\nport = 1995\nca_file = \"/etc/isp-ca.pem\"\n").unwrap();
+        assert_eq!((m.tls, m.effective_port()), (Pop3Tls::Implicit, 1995));
+        assert_eq!(
+            m.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/isp-ca.pem"))
+        );
+    }
+
+    #[test]
+    fn the_old_boolean_tls_never_means_plain_text() {
+        assert_eq!(mailbox("tls = true\n").unwrap().tls, Pop3Tls::Implicit);
+        // `false` used to mean plain POP3; now it asks for STLS, and plain text needs "none".
+        let m = mailbox("tls = false\nport = 110\n").unwrap();
+        assert_eq!((m.tls, m.effective_port()), (Pop3Tls::StartTls, 110));
+    }
+
+    #[test]
+    fn an_unknown_tls_mode_is_reported_with_its_key() {
+        let err = mailbox("tls = \"ssl\"\n").unwrap_err().join("\n");
+        assert!(err.contains("mail.on_connect.pop3[0].tls"), "{err}");
+        assert!(err.contains("\"starttls\""), "{err}");
+    }
+
+    #[test]
+    fn a_mailbox_survives_a_save_and_a_load() {
+        let mut config = crate::Config::default();
+        config.mail.on_connect.pop3 = vec![
+            Pop3Mailbox {
+                host: "pop.isp.example".into(),
+                tls: Pop3Tls::StartTls,
+                ..Pop3Mailbox::default()
+            },
+            Pop3Mailbox {
+                host: "pops.isp.example".into(),
+                port: Some(1995),
+                ca_file: Some("/etc/isp-ca.pem".into()),
+                ..Pop3Mailbox::default()
+            },
+        ];
+        let text = config.to_toml().unwrap();
+        let again = crate::Config::parse(&text).unwrap();
+        assert_eq!(
+            again.mail.on_connect.pop3, config.mail.on_connect.pop3,
+            "{text}"
+        );
     }
 }

@@ -11,8 +11,10 @@
 //! `postroom mail` calls [`on_connect::pull`] once the link is up and its queue is flushed
 //! (`crates/mail/src/on_connect.rs`).
 //!
-//! Not yet: POP3 over TLS (STLS or port 995); a mailbox configured with TLS is skipped with a
-//! warning rather than sending its password in the clear.
+//! POP3 runs over implicit TLS (POP3S, port 995, RFC 8314) or is upgraded with STLS (RFC 2595)
+//! on port 110, with the server's certificate checked ([`tls`]); plain text only for a mailbox
+//! configured so by name. A server that does not offer STLS where it was asked for is refused,
+//! and the password is never sent.
 
 #![forbid(unsafe_code)]
 
@@ -22,11 +24,13 @@ pub mod pop3;
 pub mod recipients;
 pub mod seen;
 pub mod smtp;
+pub mod tls;
 pub mod wire;
 
 pub use multidrop::{FetchConfig, FetchReport, fetch};
 pub use on_connect::{Pull, PullReport, pull, while_held};
 pub use smtp::{EtrnOutcome, etrn};
+pub use tls::Pop3Tls;
 
 /// What went wrong fetching mail.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +57,22 @@ pub enum Error {
         peer: String,
         during: String,
         reply: String,
+    },
+    /// TLS failed: the handshake, or the server's certificate is not trusted for its name.
+    #[error("{peer}: TLS: {why}")]
+    Tls { peer: String, why: String },
+    /// STLS was asked for and the server does not offer it or refused it; nothing secret was
+    /// sent, and there is no fallback to plain text.
+    #[error(
+        "{peer} does not offer STLS ({reply}): not logging in without TLS; use tls = \"implicit\" \
+         if it has POP3S on port 995, or tls = \"none\" to send the password in plain text"
+    )]
+    NoStartTls { peer: String, reply: String },
+    /// A mailbox's CA file cannot be used.
+    #[error("CA file {}: {why}", path.display())]
+    CaFile {
+        path: std::path::PathBuf,
+        why: String,
     },
     /// The seen-UID store failed.
     #[error("seen-UID store: {0}")]

@@ -13,6 +13,7 @@ use crate::pop3::Pop3;
 use crate::recipients::{Source, recipients, return_path};
 use crate::seen::Seen;
 use crate::smtp::Session;
+use crate::tls::{Pop3Tls, client_config};
 use crate::wire::Conn;
 
 /// What to fetch and where to deliver it.
@@ -24,6 +25,10 @@ pub struct FetchConfig {
     pub user: String,
     /// Its password.
     pub password: String,
+    /// Implicit TLS, STLS, or plain text.
+    pub tls: Pop3Tls,
+    /// Extra CA certificates (PEM) trusted for the POP3 server, besides the Mozilla roots.
+    pub ca_file: Option<PathBuf>,
     /// Our MX, `127.0.0.1:25`.
     pub mx: String,
     /// The name we give in EHLO.
@@ -57,19 +62,19 @@ pub struct FetchReport {
 /// Fetches once.
 pub async fn fetch(cfg: &FetchConfig) -> Result<FetchReport, Error> {
     let account = format!("{}@{}", cfg.user, cfg.pop3);
-    let span = tracing::info_span!("fetch", account = %account);
+    let span = tracing::info_span!("fetch", account = %account, tls = ?cfg.tls);
     fetch_account(cfg, &account).instrument(span).await
 }
 
 async fn fetch_account(cfg: &FetchConfig, account: &str) -> Result<FetchReport, Error> {
     let seen = Seen::open(&cfg.seen_db)?;
 
-    let mut pop = Pop3::login(
-        Conn::connect(&cfg.pop3, cfg.timeout).await?,
-        &cfg.user,
-        &cfg.password,
-    )
-    .await?;
+    let tls = match cfg.tls {
+        Pop3Tls::Implicit | Pop3Tls::StartTls => Some(client_config(cfg.ca_file.as_deref())?),
+        Pop3Tls::None => None,
+    };
+    let mut pop = Pop3::connect(&cfg.pop3, cfg.tls, tls, cfg.timeout).await?;
+    pop.login(&cfg.user, &cfg.password).await?;
     let list = pop.uidl().await?;
     let mut report = FetchReport::default();
     let mut mx: Option<Session> = None;

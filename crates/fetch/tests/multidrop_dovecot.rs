@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::dovecot::{Dovecot, PASSWORD, USER};
 use common::sink::Sink;
-use postroom_fetch::{FetchConfig, fetch};
+use postroom_fetch::{FetchConfig, Pop3Tls, fetch};
+use postroom_testpeers::dovecot::{Dovecot, PASSWORD, USER};
 use postroom_testpeers::require;
 
 const USERS: &[&str] = &[
@@ -21,6 +21,9 @@ fn config(dovecot: &Dovecot, mx_port: u16, seen: &std::path::Path, delete: bool)
         pop3: format!("127.0.0.1:{}", dovecot.port),
         user: USER.into(),
         password: PASSWORD.into(),
+        // This Dovecot speaks plain POP3 only; the TLS modes are in pop3_tls.rs.
+        tls: Pop3Tls::None,
+        ca_file: None,
         mx: format!("127.0.0.1:{mx_port}"),
         helo: "mail.office.example".into(),
         domains: vec!["office.example".into()],

@@ -147,6 +147,8 @@ pub struct App {
     store: postroom_maildir::Store,
     /// Mail on connect (flush, ETRN, POP3) when the link is dialled on demand.
     on_connect: Option<crate::on_connect::Running>,
+    /// The ISP's POP3 mailboxes fetched on an interval when the link is permanent.
+    fetching: Option<crate::on_connect::Periodic>,
     /// Removes stale files from the Maildirs' tmp/.
     tmp_cleanup: crate::tmp_cleanup::TmpCleanup,
     data_dir: PathBuf,
@@ -244,6 +246,13 @@ impl App {
                 mail.queue.hold_when_link_down,
             )
         });
+        let fetching = (!link_on_demand).then(|| {
+            crate::on_connect::Periodic::start(crate::on_connect::Plan::new(
+                &mail,
+                addresses.smtp,
+                &paths.data_dir,
+            ))
+        });
         let control = postroom_control::serve(
             &paths.socket,
             crate::control::router(Arc::clone(&shared), addresses, started)
@@ -259,6 +268,7 @@ impl App {
             shared,
             store,
             on_connect,
+            fetching,
             tmp_cleanup,
             data_dir: paths.data_dir,
             started_with: mail,
@@ -290,6 +300,13 @@ impl App {
         }
         for user in &mail.users {
             self.store.create_user(&user.name).map_err(Error::Maildir)?;
+        }
+        if let Some(fetching) = &self.fetching {
+            fetching.reload(crate::on_connect::Plan::new(
+                &mail,
+                self.addresses.smtp,
+                &self.data_dir,
+            ));
         }
         if let Some(on_connect) = &self.on_connect {
             on_connect.reload(crate::on_connect::Plan::new(
@@ -344,6 +361,9 @@ impl App {
         info!("shutting down");
         if let Some(on_connect) = self.on_connect {
             on_connect.stop().await;
+        }
+        if let Some(fetching) = self.fetching {
+            fetching.stop().await;
         }
         self.tmp_cleanup.stop();
         self.services.shutdown().await;

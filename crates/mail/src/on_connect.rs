@@ -10,9 +10,9 @@
 //! the queue is held.
 //!
 //! In permanent mode none of this runs: the queue is never held and mail goes straight out.
-//!
-//! Not yet: in permanent mode the ISP's POP3 mailboxes are not fetched on an interval (ETRN is
-//! not needed there: the backup MX delivers by itself).
+//! [`Periodic`] fetches the ISP's POP3 mailboxes there instead, when the component starts and
+//! then every `[mail.on_connect] fetch_interval`; ETRN is not needed with a permanent link, as
+//! the backup MX delivers by itself.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use postroom_config::mail::Mail;
+use postroom_config::mail::{Mail, Pop3Tls};
 use postroom_control::Client;
 use postroom_fetch::{FetchConfig, Pull};
 use postroom_queue::Queue;
@@ -47,6 +47,8 @@ pub struct Plan {
     pub flush_timeout: Duration,
     /// The pause before queued mail asks again after a failed call.
     pub redial_after: Duration,
+    /// Permanent mode: how often the mailboxes are fetched; zero for never.
+    pub fetch_interval: Duration,
 }
 
 impl Plan {
@@ -66,22 +68,16 @@ impl Plan {
         let mailboxes = c
             .pop3
             .iter()
-            .filter(|m| {
-                if m.tls {
-                    // Not yet: the fetcher speaks POP3 in plain text only; sending the
-                    // password unencrypted where TLS was asked for would be worse than nothing.
-                    warn!(
-                        host = %m.host,
-                        user = %m.user,
-                        "POP3 over TLS is not supported yet: this mailbox is not fetched"
-                    );
-                }
-                !m.tls
-            })
             .map(|m| FetchConfig {
-                pop3: format!("{}:{}", m.host, m.port),
+                pop3: format!("{}:{}", m.host, m.effective_port()),
                 user: m.user.clone(),
                 password: m.password.clone(),
+                tls: match m.tls {
+                    Pop3Tls::Implicit => postroom_fetch::Pop3Tls::Implicit,
+                    Pop3Tls::StartTls => postroom_fetch::Pop3Tls::StartTls,
+                    Pop3Tls::None => postroom_fetch::Pop3Tls::None,
+                },
+                ca_file: m.ca_file.clone(),
                 mx: loopback_of(mx).to_string(),
                 helo: mail.hostname.clone(),
                 domains: mail.domains.clone(),
@@ -101,6 +97,7 @@ impl Plan {
             },
             flush_timeout: c.flush_timeout.duration(),
             redial_after: c.redial_after.duration(),
+            fetch_interval: c.fetch_interval.duration(),
         }
     }
 }
@@ -166,6 +163,89 @@ impl Running {
                 warn!(hold = id, error = %e, "could not release the link hold at shutdown");
             }
         }
+    }
+}
+
+/// Permanent mode: the POP3 mailboxes fetched when the component starts and then every
+/// `fetch_interval`, with no link to hold. [`Periodic::stop`] ends it; a fetch cut short
+/// deletes nothing at the ISP (POP3 deletes only at QUIT, RFC 1939 section 6) and the UIDs
+/// already delivered are recorded, so the next fetch brings nothing twice.
+pub struct Periodic {
+    plan: watch::Sender<Plan>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Periodic {
+    /// Starts the fetches. Must run inside the tokio runtime.
+    pub fn start(plan: Plan) -> Periodic {
+        let (plan, plans) = watch::channel(plan);
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(fetch_periodically(plans, stopped).instrument(info_span!("fetch")));
+        Periodic { plan, stop, task }
+    }
+
+    /// Uses a new plan: its mailboxes from the next fetch on, its interval counted from the
+    /// last fetch.
+    pub fn reload(&self, plan: Plan) {
+        self.plan.send_replace(plan);
+    }
+
+    /// Ends the task, cutting a running fetch short.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn fetch_periodically(mut plans: watch::Receiver<Plan>, mut stopped: watch::Receiver<bool>) {
+    let mut last: Option<tokio::time::Instant> = None;
+    loop {
+        let plan = plans.borrow_and_update().clone();
+        let active = !plan.pull.mailboxes.is_empty() && !plan.fetch_interval.is_zero();
+        let due = match (active, last) {
+            (false, _) => None,
+            (true, None) => Some(tokio::time::Instant::now()),
+            (true, Some(at)) => Some(at + plan.fetch_interval),
+        };
+        let wait = async {
+            match due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            changed = plans.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
+            () = wait => {}
+        }
+
+        last = Some(tokio::time::Instant::now());
+        // No ETRN: with a permanent link the backup MX delivers by itself.
+        let pull = Pull {
+            etrn: None,
+            ..plan.pull
+        };
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return,
+            report = postroom_fetch::pull(&pull) => log_fetched(&report),
+        }
+    }
+}
+
+/// One line per mailbox fetched; failures were logged by the fetch itself.
+fn log_fetched(report: &postroom_fetch::PullReport) {
+    for fetched in report.fetched.iter().flatten() {
+        info!(
+            delivered = fetched.delivered.len(),
+            kept = fetched.kept.len(),
+            "POP3 mailbox fetched"
+        );
     }
 }
 
@@ -288,13 +368,7 @@ impl Coordinator {
             for outcome in &report.etrn {
                 info!(outcome = ?outcome, "ETRN");
             }
-            for fetched in report.fetched.iter().flatten() {
-                info!(
-                    delivered = fetched.delivered.len(),
-                    kept = fetched.kept.len(),
-                    "POP3 mailbox fetched"
-                );
-            }
+            log_fetched(&report);
         }
 
         let id = self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -439,7 +513,8 @@ mod tests {
     }
 
     #[test]
-    fn plan_asks_etrn_for_the_mail_domains_and_skips_tls_mailboxes() {
+    fn plan_asks_etrn_for_the_mail_domains_and_fetches_every_mailbox_in_its_tls_mode() {
+        use postroom_config::mail::Pop3Mailbox;
         let mut mail = Mail {
             hostname: "mail.office.example".into(),
             domains: vec!["office.example".into()],
@@ -447,15 +522,22 @@ mod tests {
         };
         mail.on_connect.etrn_host = "mx2.isp.example".into();
         mail.on_connect.pop3 = vec![
-            postroom_config::mail::Pop3Mailbox {
-                host: "pop.isp.example".into(),
+            Pop3Mailbox {
+                host: "pops.isp.example".into(),
                 user: "office".into(),
                 ..Default::default()
             },
-            postroom_config::mail::Pop3Mailbox {
-                host: "pops.isp.example".into(),
-                port: 995,
-                tls: true,
+            Pop3Mailbox {
+                host: "pop.isp.example".into(),
+                tls: Pop3Tls::StartTls,
+                ca_file: Some("/etc/isp-ca.pem".into()),
+                ..Default::default()
+            },
+            Pop3Mailbox {
+                host: "old.isp.example".into(),
+                port: Some(1110),
+                tls: Pop3Tls::None,
+                keep: true,
                 ..Default::default()
             },
         ];
@@ -467,12 +549,34 @@ mod tests {
                 vec!["office.example".to_owned()]
             ))
         );
-        assert_eq!(plan.pull.mailboxes.len(), 1);
-        let m = &plan.pull.mailboxes[0];
-        assert_eq!(m.pop3, "pop.isp.example:110");
-        assert_eq!(m.mx, "127.0.0.1:25");
-        assert_eq!(m.postmaster, "postmaster@office.example");
-        assert!(m.delete);
+        let boxes = &plan.pull.mailboxes;
+        let summary: Vec<(&str, postroom_fetch::Pop3Tls, bool)> = boxes
+            .iter()
+            .map(|m| (m.pop3.as_str(), m.tls, m.delete))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "pops.isp.example:995",
+                    postroom_fetch::Pop3Tls::Implicit,
+                    true
+                ),
+                (
+                    "pop.isp.example:110",
+                    postroom_fetch::Pop3Tls::StartTls,
+                    true
+                ),
+                ("old.isp.example:1110", postroom_fetch::Pop3Tls::None, false),
+            ]
+        );
+        assert_eq!(
+            boxes[1].ca_file.as_deref(),
+            Some("/etc/isp-ca.pem".as_ref())
+        );
+        assert_eq!(boxes[0].mx, "127.0.0.1:25");
+        assert_eq!(boxes[0].postmaster, "postmaster@office.example");
         assert_eq!(plan.redial_after, Duration::from_secs(900));
+        assert_eq!(plan.fetch_interval, Duration::from_secs(300));
     }
 }

@@ -6,19 +6,15 @@
 
 mod common;
 
-#[path = "../../fetch/tests/common/dovecot.rs"]
-#[allow(dead_code)]
-mod dovecot;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{PASSWORD, Server, run};
 use postroom_config::Config;
 use postroom_config::link::Mode;
-use postroom_config::mail::{Pop3Mailbox, RelayMode, RelayTls};
+use postroom_config::mail::{Pop3Mailbox, Pop3Tls, RelayMode, RelayTls};
 use postroom_control::Client;
-use postroom_testpeers::{Postfix, PostfixOptions, free_port, require, wait_for};
+use postroom_testpeers::{Postfix, PostfixOptions, dovecot, free_port, require, wait_for};
 use serde_json::Value;
 
 /// Generous bounds for a loaded two-core machine.
@@ -425,7 +421,7 @@ fn multidrop_on_connect_splits_to_alice_and_bob_once_and_a_second_call_brings_no
     if !require("dovecot") {
         return;
     }
-    let isp = dovecot::Dovecot::start();
+    let isp = dovecot::Dovecot::start_tls();
     isp.deliver(
         "1.isp",
         "Return-Path: <carol@far.example>\nDelivered-To: office@isp.example\n\
@@ -448,9 +444,12 @@ fn multidrop_on_connect_splits_to_alice_and_bob_once_and_a_second_call_brings_no
         on_demand_link(c);
         c.mail.on_connect.pop3 = vec![Pop3Mailbox {
             host: "127.0.0.1".into(),
-            port: isp.port,
+            port: Some(isp.port),
             user: dovecot::USER.into(),
             password: dovecot::PASSWORD.into(),
+            // Plain POP3 upgraded with STLS, the certificate from the ISP's private CA.
+            tls: Pop3Tls::StartTls,
+            ca_file: Some(isp.ca_file()),
             // Left at the ISP: only the recorded UIDs keep the second call from fetching
             // them again.
             keep: true,
@@ -478,6 +477,7 @@ fn multidrop_on_connect_splits_to_alice_and_bob_once_and_a_second_call_brings_no
     assert_eq!(subjects(&alice), ["for alice", "for both"], "{}", isp.log());
     assert_eq!(subjects(&bob), ["for bob", "for both"], "{}", isp.log());
     assert_eq!(isp.count(), 3, "kept at the ISP");
+    assert_eq!(isp.logins(), (1, 1), "one login, over TLS:\n{}", isp.log());
 
     // The second call fetches again: the UIDs are known, nothing is delivered twice.
     link.dial();

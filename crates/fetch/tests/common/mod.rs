@@ -1,3 +1,2 @@
 #![allow(dead_code)]
-pub mod dovecot;
 pub mod sink;
