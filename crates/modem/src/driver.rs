@@ -41,6 +41,11 @@ pub enum DialOutcome {
     TimedOut,
 }
 
+/// The most information text lines kept for one command. A modem that streams lines until
+/// the timeout (or a port that is no modem at all, such as a cellular modem's NMEA port) must
+/// not grow the reply, and the call log that keeps a dial's answer, without bound.
+pub const MAX_INFO_LINES: usize = 64;
+
 /// A modem on a byte stream.
 #[derive(Debug)]
 pub struct Modem<S> {
@@ -98,6 +103,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Modem<S> {
         self.write(&bytes).await?;
         let deadline = Instant::now() + limit;
         let mut info = Vec::new();
+        let mut left_out = 0usize;
         loop {
             let Some(events) = self.read_events(deadline).await? else {
                 return Err(Error::Timeout {
@@ -107,9 +113,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Modem<S> {
             for event in events {
                 match event {
                     Event::Result(ResultCode::Ring) => tracing::debug!("modem: RING"),
-                    Event::Result(code) => return Ok(Reply { code, info }),
+                    Event::Result(code) => {
+                        if left_out > 0 {
+                            info.push(format!("({left_out} more lines left out)"));
+                        }
+                        return Ok(Reply { code, info });
+                    }
                     Event::Echo(text) => tracing::trace!(echo = text, "modem echo"),
-                    Event::Info(text) | Event::Overlong(text) => info.push(text),
+                    Event::Info(text) | Event::Overlong(text) => {
+                        if info.len() < MAX_INFO_LINES {
+                            info.push(text);
+                        } else {
+                            left_out += 1;
+                        }
+                    }
                 }
             }
         }
@@ -259,5 +276,37 @@ impl Modem<SerialStream> {
         dtr(&mut self.io, true)?;
         self.engine.back_to_command_mode();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A modem that streams information text before its result: the reply keeps the first
+    /// [`MAX_INFO_LINES`] lines and says how many were left out.
+    #[tokio::test]
+    async fn streamed_information_text_is_bounded() {
+        const LINES: usize = 20_000;
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        let far_end = tokio::spawn(async move {
+            let mut command = [0u8; 4];
+            theirs.read_exact(&mut command).await.unwrap();
+            assert_eq!(&command, b"ATI\r");
+            let mut answer = b"\r\nline\r\n".repeat(LINES);
+            answer.extend_from_slice(b"\r\nOK\r\n");
+            theirs.write_all(&answer).await.unwrap();
+            theirs
+        });
+        let mut modem = Modem::new(ours);
+        let reply = modem.command("ATI", Duration::from_secs(30)).await.unwrap();
+        assert_eq!(reply.code, ResultCode::Ok);
+        assert_eq!(reply.info.len(), MAX_INFO_LINES + 1);
+        assert!(reply.info[..MAX_INFO_LINES].iter().all(|l| l == "line"));
+        assert_eq!(
+            reply.info[MAX_INFO_LINES],
+            format!("({} more lines left out)", LINES - MAX_INFO_LINES)
+        );
+        drop(far_end.await.unwrap());
     }
 }

@@ -129,6 +129,12 @@ impl Engine {
                 }
                 continue;
             }
+            // A NUL carries nothing in a result code or information text, but modems send
+            // them on power-up and with line noise; kept, `\0CONNECT 33600` would read as
+            // information text and a call that is up would be taken for a dial timeout.
+            if b == 0 {
+                continue;
+            }
             if self.line.len() < MAX_LINE {
                 self.line.push(b);
             } else {
@@ -319,6 +325,36 @@ mod tests {
         assert_eq!(events, vec![Event::Echo("ATDT5551234".into())]);
         let events = engine.feed(b"\r\nBUSY\r\n");
         assert_eq!(results(&events), vec![ResultCode::Busy]);
+    }
+
+    /// NUL bytes around or inside a result are dropped, in verbal and numeric form; a line of
+    /// NULs alone is no line at all.
+    #[test]
+    fn nul_bytes_in_command_state_are_ignored() {
+        let mut engine = Engine::new();
+        engine.command("ATDT5551234");
+        let events = engine.feed(b"\r\n\0\0\r\n\0CONNECT 33600\0\r\n");
+        assert_eq!(
+            events,
+            vec![Event::Result(ResultCode::Connect(Some(33600)))]
+        );
+        assert_eq!(engine.mode(), Mode::Online);
+
+        let mut engine = Engine::new();
+        engine.command("ATE0V0");
+        assert_eq!(results(&engine.feed(b"\x000\0\r")), vec![ResultCode::Ok]);
+        engine.command("ATI");
+        let events = engine.feed(b"\r\nMo\0dem\r\n");
+        assert_eq!(events, vec![Event::Info("Modem".into())]);
+    }
+
+    /// Online, a NUL is data like any other byte.
+    #[test]
+    fn nul_bytes_online_are_data() {
+        let mut engine = Engine::new();
+        engine.command("ATD*99#");
+        engine.feed(b"\r\nCONNECT\r\n\0a\0");
+        assert_eq!(engine.take_data(), b"\0a\0");
     }
 
     #[test]

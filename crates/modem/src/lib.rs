@@ -15,7 +15,7 @@ pub mod result;
 
 use std::path::PathBuf;
 
-pub use driver::{DialOutcome, DialTarget, Modem, Reply, open_port};
+pub use driver::{DialOutcome, DialTarget, MAX_INFO_LINES, Modem, Reply, open_port};
 pub use engine::{Engine, Event, Mode};
 pub use lock::PortLock;
 pub use result::ResultCode;
