@@ -367,6 +367,7 @@ impl Queue {
             let sleep = next_due.map_or(3_600, |t| t.saturating_sub(now()).clamp(1, 3_600));
             tokio::select! {
                 _ = self.inner.wake.notified() => {}
+                _ = self.inner.store.added().notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(sleep)) => {}
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 _ = &mut shutdown => break,
@@ -399,9 +400,13 @@ impl Queue {
                 next_due = Some(next_due.map_or(due.next_attempt, |t| t.min(due.next_attempt)));
                 continue;
             }
+            // One round per entry at a time: an entry whose round is under way is skipped
+            // here and looked at again when that round ends.
             let Ok(claim) = self.claim(id) else {
                 continue;
             };
+            // Read only now, under the claim: nobody else changes it until the round ends, so
+            // the copy the round records again is never an older one.
             let Some(entry) = self.inner.store.get(id)? else {
                 continue;
             };
@@ -409,8 +414,7 @@ impl Queue {
             let span = info_span!("queue_entry", id = %entry.id, attempt = entry.attempts + 1);
             tasks.spawn(
                 async move {
-                    let _claim = claim;
-                    inner.attempt(entry, held).await;
+                    inner.attempt(claim, entry, held).await;
                 }
                 .instrument(span),
             );
@@ -500,15 +504,33 @@ impl Inner {
         Ok(id)
     }
 
-    /// One delivery round of one entry.
-    async fn attempt(self: Arc<Self>, mut entry: QueueEntry, held: bool) {
+    /// One delivery round of one entry, `entry` as read from the store after `claim` was
+    /// taken; the claim is held until the round has recorded (or removed) the entry.
+    async fn attempt(self: Arc<Self>, claim: Claim, mut entry: QueueEntry, held: bool) {
+        debug_assert_eq!(claim.id, entry.id);
+        if !entry.has_pending() {
+            // Finished but not removed (a crash, or a removal that failed): nothing to deliver
+            // and no body needed; the failure notices it still owes, then removal.
+            info!("nothing pending: finishing it");
+            self.finish(entry, false).await;
+            drop(claim);
+            return;
+        }
         let body = match self.spool.read(entry.id) {
             Ok(body) => body,
             Err(e) => {
+                // Recipients are pending, so the entry stays (its body is never removed while
+                // anything is pending; it may come back, e.g. after a full disk). Recorded
+                // from the copy read under the claim, and it stays in the schedule.
                 error!(error = %e, "cannot read the spooled message");
+                let at = now() + self.settings.policy.pause(entry.attempts.max(1));
                 entry.last_error = Some(e.to_string());
-                entry.next_attempt = now() + self.settings.policy.pause(entry.attempts.max(1));
-                let _ = self.store.apply(vec![Op::Put(entry)], false).await;
+                entry.next_attempt = at;
+                if let Err(e) = self.store.apply(vec![Op::Put(entry)], false).await {
+                    error!(error = %e, "cannot record the queue entry");
+                    self.store.defer(claim.id, at);
+                }
+                drop(claim);
                 return;
             }
         };
@@ -602,6 +624,7 @@ impl Inner {
             entry.attempts += 1;
         }
         self.finish(entry, attempted).await;
+        drop(claim);
     }
 
     /// After a round: schedule the next, expire, send notices, remove the finished entry.
@@ -667,12 +690,17 @@ impl Inner {
             r.notified = true;
         }
 
+        // A record or removal that cannot be committed leaves the entry in the table and in
+        // the schedule as it was: it is tried again after a pause, not forgotten, not at once.
+        let id = entry.id;
+        let later = now + policy.pause(entry.attempts.max(1));
         if entry.has_pending() {
             if let Err(e) = self.store.apply(vec![Op::Put(entry)], false).await {
                 error!(error = %e, "cannot record the queue entry");
+                self.store.defer(id, later);
             }
         } else {
-            let id = entry.id;
+            // The body goes only after its record: never a record without its body.
             match self.store.apply(vec![Op::Delete(id)], false).await {
                 Ok(()) => {
                     if let Err(e) = self.spool.remove(id) {
@@ -680,7 +708,10 @@ impl Inner {
                     }
                     info!(%id, "done, removed from the queue");
                 }
-                Err(e) => error!(error = %e, "cannot remove the finished queue entry"),
+                Err(e) => {
+                    error!(error = %e, "cannot remove the finished queue entry");
+                    self.store.defer(id, later);
+                }
             }
         }
     }

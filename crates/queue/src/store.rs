@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::Error;
 use crate::envelope::{QueueId, Recipient};
@@ -106,24 +106,32 @@ struct Batch {
 pub struct Store {
     db: Arc<Database>,
     writer: Arc<Writer>,
-    schedule: Arc<Mutex<BTreeMap<QueueId, Due>>>,
+    schedule: Schedule,
+    /// Woken by the committer when a commit adds an entry to the schedule.
+    added: Arc<Notify>,
 }
 
-/// What the runner needs to know of an entry with pending recipients, kept in memory so that
-/// choosing the due entries does not read every record from disk.
+/// What the runner needs to know of an entry, kept in memory so that choosing the due entries
+/// does not read every record from disk. Every entry in the table has one: the schedule is the
+/// table's shadow, changed by the committer in the order of its commits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {
-    /// Unix seconds of the next attempt.
+    /// Unix seconds of the next attempt (0 for a finished entry: at once).
     pub next_attempt: u64,
     /// Some pending recipient is remote (held while the link is down).
     pub remote: bool,
-    /// Some pending recipient is local or fax (never held).
+    /// Some pending recipient is local or fax (never held), or the entry is finished.
     pub other: bool,
+    /// Nothing is pending: the runner is to send the failure notices it still owes and remove
+    /// it with its body.
+    pub finished: bool,
 }
 
 impl Due {
-    /// The summary of an entry, None when nothing is pending.
-    pub fn of(entry: &QueueEntry) -> Option<Due> {
+    /// The summary of an entry. An entry with nothing pending is due at once (and never held),
+    /// so that whatever left it in the table (a crash after its outcomes were recorded, a
+    /// failed removal), the runner finishes it rather than forgetting it.
+    pub fn of(entry: &QueueEntry) -> Due {
         let pending = entry
             .recipients
             .iter()
@@ -135,12 +143,30 @@ impl Due {
                 _ => other = true,
             }
         }
-        (remote || other).then_some(Due {
-            next_attempt: entry.next_attempt,
-            remote,
-            other,
-        })
+        if remote || other {
+            Due {
+                next_attempt: entry.next_attempt,
+                remote,
+                other,
+                finished: false,
+            }
+        } else {
+            Due {
+                next_attempt: 0,
+                remote: false,
+                other: true,
+                finished: true,
+            }
+        }
     }
+}
+
+/// The in-memory schedule: queue id -> when it is due.
+type Schedule = Arc<Mutex<BTreeMap<QueueId, Due>>>;
+
+fn lock(schedule: &Schedule) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, Due>> {
+    // A panic while holding this lock leaves a map that is still whole.
+    schedule.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The committer thread's inbox. When the last handle goes, the thread finishes what it has
@@ -175,47 +201,59 @@ impl Store {
             .map_err(|e| Error::store("open table", e))?;
         txn.commit().map_err(|e| Error::store("commit", e))?;
 
+        // Every entry is scheduled, before the committer can change any. One with nothing
+        // pending is one whose round was cut off after recording its outcomes and before
+        // finishing (a crash): due at once (see `Due::of`), so that the runner sends the
+        // failure notices it still owes and removes it with its body.
+        let schedule: Schedule = Arc::new(Mutex::new(BTreeMap::new()));
+        {
+            let txn = db.begin_read().map_err(|e| Error::store("begin read", e))?;
+            let table = txn
+                .open_table(ENTRIES)
+                .map_err(|e| Error::store("open table", e))?;
+            let mut map = lock(&schedule);
+            for row in table.iter().map_err(|e| Error::store("read", e))? {
+                let (key, value) = row.map_err(|e| Error::store("read", e))?;
+                let entry = decode(key.value(), value.value())?;
+                map.insert(entry.id, Due::of(&entry));
+            }
+        }
+
         let (tx, rx) = mpsc::channel::<Batch>();
         let thread_db = db.clone();
+        let added = Arc::new(Notify::new());
+        let shadow = Shadow {
+            schedule: schedule.clone(),
+            added: added.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("queue-commit".into())
-            .spawn(move || committer(thread_db, spool, rx))
+            .spawn(move || committer(thread_db, spool, shadow, rx))
             .map_err(|e| Error::io(std::path::Path::new("queue-commit thread"), e))?;
-        let store = Store {
+        Ok(Store {
             db,
             writer: Arc::new(Writer {
                 tx: Some(tx),
                 thread: Some(thread),
             }),
-            schedule: Arc::new(Mutex::new(BTreeMap::new())),
-        };
-        let mut schedule = BTreeMap::new();
-        for entry in store.all()? {
-            // An entry with nothing pending is one whose round was cut off after recording its
-            // outcomes and before finishing (a crash): due at once, so that the runner sends
-            // the failure notices it still owes and removes it with its body.
-            let due = Due::of(&entry).unwrap_or(Due {
-                next_attempt: 0,
-                remote: false,
-                other: true,
-            });
-            schedule.insert(entry.id, due);
-        }
-        *store.lock_schedule() = schedule;
-        Ok(store)
+            schedule,
+            added,
+        })
+    }
+
+    /// Notified when a commit adds an entry to the schedule (also when the one who asked for
+    /// the commit stopped waiting for it): the runner waits on this.
+    pub fn added(&self) -> &Notify {
+        &self.added
     }
 
     /// Applies changes durably (one redb commit, shared with whatever else is waiting). With
     /// `sync_spool`, the spool directory is fsynced first, so new body files are durable
     /// before their records.
+    ///
+    /// The schedule follows in the committer, right after the commit and in commit order, so
+    /// it matches the table even when the caller stops waiting (its future dropped).
     pub async fn apply(&self, ops: Vec<Op>, sync_spool: bool) -> Result<(), Error> {
-        let changes: Vec<(QueueId, Option<Due>)> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put(entry) => (entry.id, Due::of(entry)),
-                Op::Delete(id) => (*id, None),
-            })
-            .collect();
         let (done, wait) = oneshot::channel();
         let tx = self.writer.tx.as_ref().ok_or(Error::Stopped)?;
         tx.send(Batch {
@@ -225,34 +263,27 @@ impl Store {
         })
         .map_err(|_| Error::Stopped)?;
         match wait.await {
-            Ok(Ok(())) => {
-                // Changes to one entry come from whoever holds its claim, one at a time, so
-                // they reach the schedule in the order they were committed.
-                let mut schedule = self.lock_schedule();
-                for (id, due) in changes {
-                    match due {
-                        Some(due) => schedule.insert(id, due),
-                        None => schedule.remove(&id),
-                    };
-                }
-                Ok(())
-            }
+            Ok(Ok(())) => Ok(()),
             Ok(Err(reason)) => Err(Error::Commit(reason)),
             Err(_) => Err(Error::Stopped),
         }
     }
 
-    /// The entries with pending recipients and when each is due, in id order.
+    /// Every entry and when each is due, in id order: those with pending recipients and those
+    /// finished but not yet removed.
     pub fn schedule(&self) -> Vec<(QueueId, Due)> {
-        self.lock_schedule()
+        lock(&self.schedule)
             .iter()
             .map(|(id, due)| (*id, *due))
             .collect()
     }
 
-    fn lock_schedule(&self) -> std::sync::MutexGuard<'_, BTreeMap<QueueId, Due>> {
-        // A panic while holding this lock leaves a map that is still whole.
-        self.schedule.lock().unwrap_or_else(|p| p.into_inner())
+    /// Moves an entry's next attempt to `at` in memory only: after a round whose record or
+    /// removal could not be committed, so the runner tries again later instead of at once.
+    pub fn defer(&self, id: QueueId, at: u64) {
+        if let Some(due) = lock(&self.schedule).get_mut(&id) {
+            due.next_attempt = at;
+        }
     }
 
     /// Every entry, in id order.
@@ -306,7 +337,13 @@ fn decode(key: u64, bytes: &[u8]) -> Result<QueueEntry, Error> {
     })
 }
 
-fn committer(db: Arc<Database>, spool: Spool, rx: mpsc::Receiver<Batch>) {
+/// What the committer keeps in step with the table.
+struct Shadow {
+    schedule: Schedule,
+    added: Arc<Notify>,
+}
+
+fn committer(db: Arc<Database>, spool: Spool, shadow: Shadow, rx: mpsc::Receiver<Batch>) {
     while let Ok(first) = rx.recv() {
         let mut batches = vec![first];
         let mut count = batches[0].ops.len();
@@ -321,6 +358,23 @@ fn committer(db: Arc<Database>, spool: Spool, rx: mpsc::Receiver<Batch>) {
         }
         let result = commit(&db, &spool, &batches);
         tracing::trace!(batches = batches.len(), ops = count, "queue commit");
+        if result.is_ok() {
+            // Before anyone hears of the commit, and in the order of the ops in it.
+            let mut added = false;
+            let mut map = lock(&shadow.schedule);
+            for op in batches.iter().flat_map(|b| &b.ops) {
+                match op {
+                    Op::Put(entry) => added |= map.insert(entry.id, Due::of(entry)).is_none(),
+                    Op::Delete(id) => {
+                        map.remove(id);
+                    }
+                }
+            }
+            drop(map);
+            if added {
+                shadow.added.notify_one();
+            }
+        }
         for b in batches {
             let _ = b.done.send(result.clone());
         }
