@@ -182,6 +182,10 @@ pub struct Submission {
     /// section 2) and auto-replies (RFC 3834 section 3.3) are sent with it, and it names
     /// nobody, so nobody can be impersonated with it.
     pub allow_null_sender: bool,
+    /// With `sender_check`, also refuse (550 5.7.1, after the data) a message whose `From:`
+    /// header names an address the user does not own. Off by default: a secretary sending for
+    /// the boss or a shared mailbox's `From:` would need `send_as` entries first.
+    pub from_header_check: bool,
 }
 
 impl Default for Submission {
@@ -189,6 +193,7 @@ impl Default for Submission {
         Submission {
             sender_check: true,
             allow_null_sender: true,
+            from_header_check: false,
         }
     }
 }
@@ -981,6 +986,7 @@ mod submission_tests {
         let config = crate::Config::parse("[[mail.users]]\nname = \"alice\"\n").unwrap();
         assert!(config.mail.submission.sender_check);
         assert!(config.mail.submission.allow_null_sender);
+        assert!(!config.mail.submission.from_header_check);
         assert!(config.mail.users[0].send_as.is_empty());
 
         let text = "[mail.submission]\nsender_check = false\nallow_null_sender = false\n\

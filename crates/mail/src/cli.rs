@@ -79,6 +79,9 @@ fn serve(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
 
     // Ports first, while we may be root; then the files; then give up root, still with one
     // thread (see privileges.rs).
+    // Mail, keys and the queue are private: what this process creates is for its own user
+    // alone (files 0600, directories 0700), whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let prepared = Prepared::new(&config)?;
     // The data is ours alone; the run directory is shared with the other components, so only
     // the directory itself is handed over, for the control socket.

@@ -15,9 +15,12 @@
 //! Not theirs: a catch-all that lands with them (it stands for addresses nobody has), the
 //! postmaster address routed to the first user by default (only an explicit alias gives it),
 //! remote users' addresses, and addresses outside the local domains.
+//!
+//! With `[mail.submission] from_header_check` the addresses of the `From:` header are held to
+//! the same list once the message is in ([`from_header_refusal`]).
 
 use postroom_config::mail::{Alias, Mail};
-use postroom_smtp::AllowedSenders;
+use postroom_smtp::{AllowedSenders, EnhancedStatus as S, Reply, ReversePath};
 
 /// Aliases may name aliases; the router gives up at the same depth.
 const MAX_ALIAS_DEPTH: usize = 8;
@@ -61,6 +64,31 @@ pub fn allowed_senders(config: &Mail, user: &str) -> Option<AllowedSenders> {
         }
     }
     Some(senders)
+}
+
+/// The refusal for a message whose `From:` header (RFC 5322 section 3.6.2: one mailbox or
+/// more, maybe in groups) names an address `senders` does not allow, or None when every
+/// address there is allowed. A `From:` without any address impersonates nobody and passes.
+pub fn from_header_refusal(content: &[u8], senders: &AllowedSenders, user: &str) -> Option<Reply> {
+    let headers = mail_parser::MessageParser::default().parse_headers(content)?;
+    let from = headers.from()?;
+    let foreign = from
+        .iter()
+        .filter_map(|a| a.address())
+        // A word without a domain (mail-parser reads `From: Bob` so) is nobody's address.
+        .filter(|a| a.contains('@'))
+        .find(|a| !senders.allows(&ReversePath::Mailbox((*a).to_owned())))?;
+    let shown: String = foreign
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(256)
+        .collect();
+    // 550 after the data, 5.7.1 "not authorized" (RFC 3463 section 3.8).
+    Some(Reply::new(
+        550,
+        S(5, 7, 1),
+        format!("From: header address <{shown}> is not owned by user {user}"),
+    ))
 }
 
 /// The addresses an alias answers to: its full address, or its local part in every local
@@ -207,6 +235,25 @@ mod tests {
         assert!(may(&c, "bob", "info@office2.example"));
         assert!(!may(&c, "alice", "info@office.example"));
         assert!(may(&c, "scanner", "anyone@anywhere.example"));
+    }
+
+    #[test]
+    fn from_header_addresses_must_all_be_owned() {
+        let c = config();
+        let senders = allowed_senders(&c, "alice").unwrap();
+        let refused = |headers: &str| {
+            let message = format!("{headers}Subject: x\r\n\r\nbody\r\n");
+            from_header_refusal(message.as_bytes(), &senders, "alice")
+        };
+        assert_eq!(refused("From: Alice <alice@office.example>\r\n"), None);
+        assert_eq!(refused("From: \"Team\" <TEAM@office2.example>\r\n"), None);
+        assert_eq!(refused("From: =?utf-8?q?Bob?= (no address)\r\n"), None);
+        assert_eq!(refused("To: bob@office.example\r\n"), None);
+        let reply = refused("From: Alice <alice@office.example>, Bob <bob@office.example>\r\n")
+            .expect("bob is not alice's");
+        assert_eq!((reply.code, reply.status), (550, S(5, 7, 1)));
+        assert!(reply.lines[0].contains("<bob@office.example>"), "{reply:?}");
+        assert!(refused("From: staff: bob@office.example;\r\n").is_some());
     }
 
     #[test]

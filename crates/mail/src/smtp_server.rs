@@ -274,6 +274,7 @@ async fn connection(
     let mut conn = Connection {
         session: Session::new(shared.session_config(&policy, kind)),
         kind,
+        senders: None,
         policy,
         shared: Arc::clone(&shared),
         peer,
@@ -300,6 +301,7 @@ async fn connection(
             let mut tls = handshake(&acceptor, stream, &conn.policy).await?;
             debug!("TLS started");
             conn.session.tls_started();
+            conn.senders = None;
             match conn.drive(&mut tls).await? {
                 Outcome::Closed | Outcome::StartTls => Ok(()),
             }
@@ -332,6 +334,8 @@ enum Outcome {
 struct Connection {
     session: Session,
     kind: Kind,
+    /// What the authenticated user may send as, when senders are checked.
+    senders: Option<postroom_smtp::AllowedSenders>,
     /// The configuration this connection started with.
     policy: Arc<Policy>,
     shared: Arc<Shared>,
@@ -419,9 +423,10 @@ impl Connection {
                         (Some(name), _) => senders::allowed_senders(&self.policy.config, name),
                     };
                     self.session.auth_result(result);
-                    if let Some(senders) = senders {
-                        self.session.restrict_senders(senders);
+                    if let Some(senders) = &senders {
+                        self.session.restrict_senders(senders.clone());
                     }
+                    self.senders = senders;
                 }
                 Event::CheckRecipient { address, envelope } => {
                     let ip = self.peer.ip();
@@ -447,11 +452,30 @@ impl Connection {
                     self.session.recipient_result(verdict);
                 }
                 Event::Message(message) => {
+                    if let Some(reply) = self.from_header_refusal(&message) {
+                        self.routes.clear();
+                        self.session
+                            .message_result(Err(reply), Some(message.content));
+                        continue;
+                    }
                     let result = self.store(*message).await;
                     self.session.message_result(result, None);
                 }
             }
         }
+    }
+
+    /// With `[mail.submission] from_header_check`, the refusal of a message whose `From:`
+    /// names an address the authenticated user does not own.
+    fn from_header_refusal(&self, message: &postroom_smtp::Message) -> Option<Reply> {
+        if !self.policy.config.submission.from_header_check {
+            return None;
+        }
+        let senders = self.senders.as_ref()?;
+        let user = self.session.authenticated_user().unwrap_or_default();
+        let reply = senders::from_header_refusal(&message.content, senders, user)?;
+        info!(user, "message refused: From: header not owned by the user");
+        Some(reply)
     }
 
     /// Senders refused for not being the user's own: a policy decision for the journal.

@@ -213,3 +213,59 @@ fn sender_check_off_lets_an_authenticated_user_send_as_anyone_after_reload() {
     let out = submit(&server, "alice", &["bob@office.example"]);
     assert!(out.starts_with("bob@office.example 250 2.1.0"), "{out}");
 }
+
+/// smtplib as alice with her own envelope sender and the given From: header; prints the reply
+/// code of the message and then of a second, honest one in the same session.
+const HEADER_SCRIPT: &str = r#"
+import smtplib, ssl, sys
+host, port, password, header_from = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, port, timeout=30)
+s.starttls(context=ctx)
+s.login("alice", password)
+for From in [header_from, "Alice <alice@office.example>"]:
+    s.mail("alice@office.example")
+    s.rcpt("bob@office.example")
+    code, text = s.data("From: " + From + "\r\nSubject: header\r\n\r\nhi\r\n")
+    print(code, text.decode())
+s.quit()
+"#;
+
+#[test]
+fn from_header_check_refuses_someone_elses_from_after_data_only_when_enabled() {
+    if !require("python3") {
+        return;
+    }
+    let mut server = Server::start(with_aliases);
+    let p = port(server.addresses.submission);
+    let send = |from: &str| {
+        let (ok, out) = run(
+            "python3",
+            &["-c", HEADER_SCRIPT, "127.0.0.1", &p, PASSWORD, from],
+            None,
+        );
+        assert!(ok, "smtplib:\n{out}");
+        out
+    };
+
+    // Off by default: the envelope is hers, the header is not checked.
+    let out = send("Bob <bob@office.example>");
+    assert!(out.starts_with("250 "), "{out}");
+    assert_eq!(server.wait_inbox("bob", 2, WAIT).len(), 2);
+
+    server.reload(|config| config.mail.submission.from_header_check = true);
+    let out = send("Bob <bob@office.example>");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0], "550 5.7.1 From: header address <bob@office.example> is not owned by user alice",
+        "{out}"
+    );
+    assert!(lines[1].starts_with("250 "), "{out}");
+    let out = send("Sales <sales@office.example>");
+    assert!(out.starts_with("250 "), "{out}");
+    // 2 before, then the honest one after the refusal, then 2 more.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(server.wait_inbox("bob", 5, WAIT).len(), 5);
+}
