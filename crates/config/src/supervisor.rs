@@ -18,8 +18,11 @@ use crate::values::Interval;
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Supervisor {
-    /// The components to run, by name (`[supervisor.components.mail]`). Without this table all
-    /// of Postroom's components run; a component not built into the binary is skipped.
+    /// The components to run, by name (`[supervisor.components.mail]`). All of Postroom's
+    /// components run by default (mail critical); a `[supervisor.components.NAME]` table
+    /// amends that component's defaults (only the keys it names change) and leaves the others
+    /// as they are. A component not built into the binary is skipped.
+    #[serde(deserialize_with = "amend_default_components")]
     pub components: BTreeMap<String, Component>,
     /// How often a running component's `/health` is asked.
     pub health_interval: Seconds,
@@ -63,6 +66,53 @@ pub struct Component {
     pub command: Vec<String>,
 }
 
+/// What one `[supervisor.components.NAME]` table says: only the keys written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ComponentAmendment {
+    enabled: Option<bool>,
+    critical: Option<bool>,
+    command: Option<Vec<String>>,
+}
+
+/// The default components with each table of the file laid over its component: a key the file
+/// leaves out keeps its default, and a component the file does not name keeps all of them.
+/// A name that is no component is kept (with default settings) so that [`Check`] reports it
+/// with its line.
+fn amend_default_components<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Component>, D::Error> {
+    let amendments = BTreeMap::<String, ComponentAmendment>::deserialize(deserializer)?;
+    let mut components = default_components();
+    for (name, amendment) in amendments {
+        let component = components.entry(name).or_default();
+        if let Some(enabled) = amendment.enabled {
+            component.enabled = enabled;
+        }
+        if let Some(critical) = amendment.critical {
+            component.critical = critical;
+        }
+        if let Some(command) = amendment.command {
+            component.command = command;
+        }
+    }
+    Ok(components)
+}
+
+/// Every component of [`COMPONENTS`], enabled, mail critical.
+fn default_components() -> BTreeMap<String, Component> {
+    COMPONENTS
+        .iter()
+        .map(|name| {
+            let component = Component {
+                critical: *name == "mail",
+                ..Component::default()
+            };
+            (name.to_string(), component)
+        })
+        .collect()
+}
+
 /// The `[supervisor.watchdog]` section.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -90,21 +140,8 @@ pub const COMPONENTS: &[&str] = &["mail", "link", "fax", "admin", "console"];
 
 impl Default for Supervisor {
     fn default() -> Supervisor {
-        let components = COMPONENTS
-            .iter()
-            .map(|name| {
-                let critical = *name == "mail";
-                (
-                    name.to_string(),
-                    Component {
-                        critical,
-                        ..Component::default()
-                    },
-                )
-            })
-            .collect();
         Supervisor {
-            components,
+            components: default_components(),
             health_interval: Seconds::secs(2.0),
             health_timeout: Seconds::secs(2.0),
             start_timeout: Seconds::secs(30.0),
@@ -171,13 +208,11 @@ impl Check for Supervisor {
         let components = key(at, "components");
         for (name, component) in &self.components {
             let path = key(&components, name);
-            let known = COMPONENTS.contains(&name.as_str());
-            if !known && component.command.is_empty() && component.enabled {
+            if !COMPONENTS.contains(&name.as_str()) {
                 report.add(
                     &path,
                     format!(
-                        "there is no component {name:?} (there are {}); give `command` to run \
-                         another program",
+                        "there is no component {name:?} (there are {})",
                         COMPONENTS.join(", ")
                     ),
                 );
@@ -248,5 +283,66 @@ impl Check for Supervisor {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    #[test]
+    fn a_component_table_amends_its_defaults_and_leaves_the_others_running() {
+        let config = Config::parse("[supervisor.components.link]\nenabled = false\n").unwrap();
+        let components = &config.supervisor.components;
+        assert!(!components["link"].enabled);
+        assert!(components["mail"].enabled && components["mail"].critical);
+        for name in ["fax", "admin", "console"] {
+            assert!(components[name].enabled, "{name}");
+        }
+    }
+
+    #[test]
+    fn naming_only_mail_s_command_keeps_it_critical_and_keeps_link() {
+        let config =
+            Config::parse("[supervisor.components.mail]\ncommand = [\"/bin/mail-stand-in\"]\n")
+                .unwrap();
+        let components = &config.supervisor.components;
+        assert_eq!(components["mail"].command, ["/bin/mail-stand-in"]);
+        assert!(components["mail"].enabled && components["mail"].critical);
+        assert!(components["link"].enabled && !components["link"].critical);
+    }
+
+    #[test]
+    fn a_component_table_can_turn_mail_s_critical_flag_off() {
+        let config = Config::parse("[supervisor.components.mail]\ncritical = false\n").unwrap();
+        assert!(!config.supervisor.components["mail"].critical);
+        assert!(config.supervisor.components["mail"].enabled);
+    }
+
+    #[test]
+    fn an_unknown_component_is_a_mistake_with_its_line_even_with_a_command() {
+        let found = Config::parse(
+            "[supervisor]\nrespawn_retry = 3\n\n[supervisor.components.lnik]\n\
+             command = [\"/bin/true\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("line 4: supervisor.components.lnik: there is no component"),
+            "{found:?}"
+        );
+        let disabled =
+            Config::parse("[supervisor.components.lnik]\nenabled = false\n").unwrap_err();
+        assert_eq!(disabled.len(), 1, "{disabled:?}");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_component_table_is_named() {
+        let found = Config::parse("[supervisor.components.link]\nenable = false\n").unwrap_err();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("line 2: supervisor.components.link.enable: unknown key"),
+            "{found:?}"
+        );
     }
 }

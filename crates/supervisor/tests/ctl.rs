@@ -62,7 +62,8 @@ fn ctl_restart_reload_and_logs_act_on_the_running_components() {
     let text = String::from_utf8_lossy(&text.stdout);
     let mail_row = text
         .lines()
-        .find(|l| l.starts_with("mail "))
+        // `mail*`: critical, as mail is by default.
+        .find(|l| l.starts_with("mail* "))
         .unwrap_or_default();
     assert!(mail_row.contains(" up "), "ctl status:\n{text}");
     assert!(
@@ -139,4 +140,31 @@ fn sighup_to_the_supervisor_reloads_like_ctl_reload() {
         let logs = appliance.ctl(&["logs", "mail"]);
         String::from_utf8_lossy(&logs.stdout).contains("reloaded its configuration (1)")
     });
+}
+
+#[test]
+fn a_component_table_in_the_file_amends_that_component_and_leaves_the_others_running() {
+    // A user's file: nothing about components, so all five run (stand-ins here).
+    let appliance = Appliance::start_with_defaults("");
+    let all = ["admin", "console", "fax", "link", "mail"];
+    let pids = appliance.wait_up(&all, Duration::from_secs(30));
+
+    appliance.rewrite_config_with_defaults("[supervisor.components.link]\nenabled = false\n");
+    let reload = appliance.ctl(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    let text = String::from_utf8_lossy(&reload.stdout);
+    let stopped: Vec<&str> = text.lines().filter(|l| l.starts_with("stopped")).collect();
+    assert_eq!(stopped, ["stopped: link"], "{text}");
+
+    let status = appliance.wait_for("link gone", Duration::from_secs(30), |s| {
+        component_in(s, "link").is_none()
+    });
+    for (name, pid) in all.iter().zip(&pids) {
+        if *name == "link" {
+            continue;
+        }
+        let component = component_in(&status, name).unwrap_or_else(|| panic!("{name} stopped"));
+        assert_eq!(component["pid"].as_i64(), Some(*pid), "{name} kept running");
+    }
+    assert_eq!(component_in(&status, "mail").unwrap()["critical"], true);
 }

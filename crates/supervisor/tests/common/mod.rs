@@ -25,16 +25,27 @@ pub struct Appliance {
 }
 
 impl Appliance {
-    /// Writes `[system]` and then `rest` as the configuration and starts the supervisor.
+    /// Writes `[system]` and then `rest` as the configuration and starts the supervisor. The
+    /// components `rest` does not name are disabled, so a test runs only the stand-ins it names.
     pub fn start(rest: &str) -> Appliance {
         Appliance::start_with_env(rest, &[])
     }
 
+    /// Like [`Appliance::start`], but the components `rest` does not name keep their defaults
+    /// (all of them run), as in a user's file.
+    pub fn start_with_defaults(rest: &str) -> Appliance {
+        Appliance::start_text(rest, &[], false)
+    }
+
     /// Like [`Appliance::start`], with extra environment variables for the supervisor.
     pub fn start_with_env(rest: &str, env: &[(&str, &str)]) -> Appliance {
+        Appliance::start_text(rest, env, true)
+    }
+
+    fn start_text(rest: &str, env: &[(&str, &str)], only_named: bool) -> Appliance {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("postroom.toml");
-        let text = config_text(dir.path(), rest);
+        let text = config_text(dir.path(), rest, only_named);
         std::fs::write(&config, text).expect("write the configuration");
         let log = dir.path().join("supervisor.log");
         let out = File::create(&log).expect("log file");
@@ -62,10 +73,21 @@ impl Appliance {
         }
     }
 
-    /// Replaces the configuration file: `[system]` as at the start, then `rest`.
+    /// Replaces the configuration file: `[system]` as at the start, then `rest`, with the
+    /// components it does not name disabled.
     pub fn rewrite_config(&self, rest: &str) {
+        self.rewrite_config_text(rest, true);
+    }
+
+    /// Like [`Appliance::rewrite_config`], the components not named keeping their defaults.
+    pub fn rewrite_config_with_defaults(&self, rest: &str) {
+        self.rewrite_config_text(rest, false);
+    }
+
+    fn rewrite_config_text(&self, rest: &str, only_named: bool) {
         let temporary = self.path("postroom.toml.new");
-        std::fs::write(&temporary, config_text(self.dir.path(), rest)).expect("write");
+        let text = config_text(self.dir.path(), rest, only_named);
+        std::fs::write(&temporary, text).expect("write");
         std::fs::rename(&temporary, &self.config).expect("replace the configuration");
     }
 
@@ -206,14 +228,23 @@ impl Drop for Appliance {
     }
 }
 
-/// `[system]` for a test in `dir`, then `rest` with `@DIR@` and `@HARNESS@` filled in.
-fn config_text(dir: &Path, rest: &str) -> String {
-    format!(
+/// `[system]` for a test in `dir`, then `rest` with `@DIR@` and `@HARNESS@` filled in; with
+/// `only_named`, a table disabling each component `rest` does not name.
+fn config_text(dir: &Path, rest: &str, only_named: bool) -> String {
+    let mut text = format!(
         "[system]\nrun_dir = \"{}\"\n\n{}",
         dir.join("run").display(),
         rest.replace("@DIR@", &dir.display().to_string())
             .replace("@HARNESS@", HARNESS)
-    )
+    );
+    if only_named {
+        for name in postroom_config::supervisor::COMPONENTS {
+            if !rest.contains(&format!("[supervisor.components.{name}]")) {
+                text.push_str(&format!("\n[supervisor.components.{name}]\nenabled = false\n"));
+            }
+        }
+    }
+    text
 }
 
 /// One component in a `ctl status --json` answer.
