@@ -362,19 +362,9 @@ fn link_up_by_hand_sends_etrn_and_the_backup_mx_delivers_to_alice() {
         return;
     }
     let our_mx = free_port();
-    let backup_mx = Postfix::start(PostfixOptions {
-        main_cf: vec![
-            "relay_domains = office.example".into(),
-            "fast_flush_domains = $relay_domains".into(),
-            format!("transport_maps = inline:{{ office.example=smtp:[127.0.0.1]:{our_mx} }}"),
-            // It does not retry by itself within the test: only ETRN brings the mail.
-            "queue_run_delay = 1h".into(),
-            "minimal_backoff_time = 1h".into(),
-            "maximal_backoff_time = 2h".into(),
-        ],
-        ..PostfixOptions::default()
-    })
-    .expect("postfix");
+    // It does not retry by itself within the test: only ETRN brings the mail.
+    let backup_mx =
+        Postfix::start(PostfixOptions::backup_mx("office.example", our_mx)).expect("postfix");
 
     // The link is down and our MX does not answer: the backup MX defers the mail.
     submit_to_backup_mx(backup_mx.smtp_port);

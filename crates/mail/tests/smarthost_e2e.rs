@@ -10,6 +10,7 @@
 //! - restarts (SIGTERM and SIGKILL) with a full queue lose nothing and send each message once;
 //!   a restart in the middle of a flush sends nothing again that Postfix had already taken.
 
+mod common;
 mod smarthost;
 
 use std::collections::BTreeMap;
@@ -17,11 +18,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mail_parser::{MessageParser, MimeHeaders};
 use postroom_config::mail::Span;
-use postroom_testpeers::require;
-use smarthost::postfix::{Postfix, SASL_PASSWORD, SASL_USER, strip_postfix_headers};
-use smarthost::{
-    Instance, crlf_to_lf, message_id, restart_safe_port, submit_with_smtplib, wait_until,
-};
+use postroom_testpeers::message::{crlf_to_lf, strip_postfix_headers};
+use postroom_testpeers::{Postfix, PostfixOptions, SASL_PASSWORD, SASL_USER, require, wait_for};
+use smarthost::{Instance, message_id, submit_with_smtplib};
 
 /// Bounds for waiting on deliveries; generous for a loaded 2-core machine.
 const DELIVERY: Duration = Duration::from_secs(120);
@@ -36,12 +35,13 @@ fn peers() -> bool {
 /// A Postfix smarthost (not started) on a free port that relays for SASL-authenticated clients
 /// only, and a `postroom mail` instance (not started) relaying through it with AUTH.
 fn setup(customize: impl FnOnce(&mut postroom_config::Config)) -> (Postfix, Instance) {
-    let postfix = Postfix::configure_with_sasl(restart_safe_port());
+    let postfix =
+        Postfix::configure(PostfixOptions::smarthost().with_auth()).expect("postfix set up");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = smarthost::config(
         dir.path(),
-        postfix.port,
-        &postfix.ca_file,
+        postfix.smtp_port,
+        &postfix.ca_file(),
         Some((SASL_USER, SASL_PASSWORD)),
     );
     customize(&mut config);
@@ -136,7 +136,7 @@ fn pending_reports(instance: &Instance) -> Vec<String> {
 /// Waits until Postfix has every one of `ids` and Postroom's queue is empty, then checks that
 /// each arrived exactly once, byte for byte.
 fn assert_each_delivered_once(postfix: &Postfix, instance: &Instance, n: usize) {
-    let arrived = wait_until(DELIVERY, || copies_at_postfix(postfix).len() >= n);
+    let arrived = wait_for(DELIVERY, || copies_at_postfix(postfix).len() >= n);
     assert!(
         arrived,
         "only {} of {n} arrived at Postfix\npostfix log:\n{}\npostroom:\n{}",
@@ -145,7 +145,7 @@ fn assert_each_delivered_once(postfix: &Postfix, instance: &Instance, n: usize) 
         instance.logs()
     );
     assert!(
-        wait_until(DELIVERY, || instance.queue().entries.is_empty()),
+        wait_for(DELIVERY, || instance.queue().entries.is_empty()),
         "the queue did not empty: {:?}",
         instance.queue()
     );
@@ -179,7 +179,7 @@ fn submission_with_starttls_and_auth_reaches_postfix_byte_for_byte_below_our_rec
         return;
     }
     let (mut postfix, mut instance) = setup(|_| {});
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     let listeners = instance.start();
 
     let original = message(0, "bob@elsewhere.example");
@@ -191,7 +191,7 @@ fn submission_with_starttls_and_auth_reaches_postfix_byte_for_byte_below_our_rec
     assert!(out.contains("refused: {}"), "{out}");
 
     assert!(
-        wait_until(DELIVERY, || postfix.delivered("bob").len() == 1),
+        wait_for(DELIVERY, || postfix.delivered("bob").len() == 1),
         "not delivered\npostfix log:\n{}\npostroom:\n{}",
         postfix.log(),
         instance.logs()
@@ -245,7 +245,7 @@ fn submission_with_starttls_and_auth_reaches_postfix_byte_for_byte_below_our_rec
     assert_eq!(body, crlf_to_lf(&original).as_slice());
 
     assert!(
-        wait_until(DELIVERY, || instance.queue().entries.is_empty()),
+        wait_for(DELIVERY, || instance.queue().entries.is_empty()),
         "{:?}",
         instance.queue()
     );
@@ -267,10 +267,10 @@ fn smarthost_refusing_a_recipient_gives_alice_a_multipart_report_with_its_reply(
         return;
     }
     let (mut postfix, mut instance) = setup(|_| {});
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     let listeners = instance.start();
 
-    let (ok, out) = smarthost::run_with_input(
+    let (ok, out) = postroom_testpeers::run(
         "swaks",
         &[
             "--server",
@@ -303,13 +303,13 @@ fn smarthost_refusing_a_recipient_gives_alice_a_multipart_report_with_its_reply(
     assert!(out.contains("235 2.7.0"), "AUTH PLAIN: {out}");
 
     assert!(
-        wait_until(DELIVERY, || instance.inbox("alice").len() == 1),
+        wait_for(DELIVERY, || instance.inbox("alice").len() == 1),
         "no failure notice for alice\npostfix log:\n{}\npostroom:\n{}",
         postfix.log(),
         instance.logs()
     );
     assert!(
-        wait_until(DELIVERY, || postfix.delivered("carol").len() == 1),
+        wait_for(DELIVERY, || postfix.delivered("carol").len() == 1),
         "carol's copy did not arrive"
     );
     assert!(postfix.delivered("refuse").is_empty());
@@ -370,7 +370,7 @@ fn smarthost_refusing_a_recipient_gives_alice_a_multipart_report_with_its_reply(
     );
 
     assert!(
-        wait_until(DELIVERY, || instance.queue().entries.is_empty()),
+        wait_for(DELIVERY, || instance.queue().entries.is_empty()),
         "{:?}",
         instance.queue()
     );
@@ -394,7 +394,7 @@ fn smarthost_down_keeps_the_message_queued_retries_on_schedule_and_delivers_when
     // Queued, pending, retried: attempts keep growing while the smarthost is away, each failure
     // recorded, and the next try is at most one pause of the configured schedule away.
     let mut seen_attempts = Vec::new();
-    let retried = wait_until(DELIVERY, || {
+    let retried = wait_for(DELIVERY, || {
         let listing = instance.queue();
         let [entry] = listing.entries.as_slice() else {
             panic!("one entry expected: {listing:?}");
@@ -428,7 +428,7 @@ fn smarthost_down_keeps_the_message_queued_retries_on_schedule_and_delivers_when
     assert!(postfix.delivered("bob").is_empty());
 
     // Back: the next scheduled retry delivers it, no flush needed.
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     assert_each_delivered_once(&postfix, &instance, 1);
     let status = instance.terminate();
     assert!(status.success(), "{status}");
@@ -464,7 +464,7 @@ fn restarts_with_a_full_queue_lose_nothing_and_deliver_each_message_once() {
     instance.start();
     assert_eq!(pending_reports(&instance), before, "after SIGKILL");
 
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     assert_each_delivered_once(&postfix, &instance, 30);
     let status = instance.terminate();
     assert!(status.success(), "{status}");
@@ -478,7 +478,7 @@ fn queue_30_and_flush_until_half_way(postfix: &mut Postfix, instance: &mut Insta
     let (ok, out) = submit_with_smtplib(listeners.submission.port(), &to_bob(0..30));
     assert!(ok, "smtplib: {out}");
     assert!(
-        wait_until(DELIVERY, || instance
+        wait_for(DELIVERY, || instance
             .queue()
             .entries
             .iter()
@@ -487,11 +487,11 @@ fn queue_30_and_flush_until_half_way(postfix: &mut Postfix, instance: &mut Insta
         instance.queue()
     );
     assert_eq!(pending_reports(instance).len(), 30);
-    postfix.start();
+    postfix.resume().expect("postfix starts");
     let (ok, out) = instance.ctl_queue(&["flush"]);
     assert!(ok && out.contains("\"flushed\":true"), "{out}");
     let mut left = 30;
-    let half_way = wait_until(DELIVERY, || {
+    let half_way = wait_for(DELIVERY, || {
         left = pending_reports(instance).len();
         left <= 25
     });
@@ -552,10 +552,10 @@ fn sigkill_in_the_middle_of_a_flush_resends_nothing_recorded_as_sent() {
     let (ok, out) = instance.ctl_queue(&["flush"]);
     assert!(ok, "{out}");
 
-    let arrived = wait_until(DELIVERY, || copies_at_postfix(&postfix).len() >= 30);
+    let arrived = wait_for(DELIVERY, || copies_at_postfix(&postfix).len() >= 30);
     assert!(arrived, "lost messages:\n{}", instance.logs());
     assert!(
-        wait_until(DELIVERY, || instance.queue().entries.is_empty()),
+        wait_for(DELIVERY, || instance.queue().entries.is_empty()),
         "{:?}",
         instance.queue()
     );

@@ -3,29 +3,25 @@
 //! restarts (SIGTERM, SIGKILL), its control socket read with the blocking client, and its
 //! stderr kept in a log file for failure messages.
 //!
-//! The Postfix smarthost is the queue crate's test harness (a private Postfix with TLS, SASL
-//! through a private Dovecot, and virtual Maildirs under `elsewhere.example`), included by path
-//! so both crates drive the same instance setup.
+//! The Postfix smarthost is postroom-testpeers' [`Postfix`](postroom_testpeers::Postfix).
 
 #![allow(dead_code)]
-
-#[path = "../../../queue/tests/common/postfix.rs"]
-pub mod postfix;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use postroom_config::Config;
 use postroom_config::mail::{RelayTls, Span, User};
 use postroom_control::BlockingClient;
 use postroom_mail::control::MailStatus;
 use postroom_queue::control::QueueListing;
+use postroom_testpeers::restart_safe_port;
 
-/// alice's (and bob's) password at Postroom.
-pub const PASSWORD: &str = "dev-password";
+/// alice's (and bob's) password at Postroom, and its hash, as the in-process tests have them.
+pub use crate::common::{PASSWORD, password_hash};
 
 /// The `postroom` binary. `POSTROOM_BIN` names one; otherwise `cargo build -p postroom` is run
 /// once per test process (a no-op when it is fresh) into the target directory this test binary
@@ -69,13 +65,6 @@ pub fn postroom_binary() -> PathBuf {
             );
             binary
         })
-        .clone()
-}
-
-/// The argon2 hash of [`PASSWORD`], made once per test process.
-pub fn password_hash() -> String {
-    static HASH: OnceLock<String> = OnceLock::new();
-    HASH.get_or_init(|| postroom_mail::users::hash_password(PASSWORD).expect("hash"))
         .clone()
 }
 
@@ -333,50 +322,6 @@ impl Listeners {
     }
 }
 
-/// A free port on 127.0.0.1 below the kernel's ephemeral range. A port that must still be free
-/// when a process restarts (or when the smarthost comes up late) cannot come from the ephemeral
-/// range: while it is closed, any outgoing connection on the machine may get it as its source
-/// port, and the bind then fails with EADDRINUSE.
-pub fn restart_safe_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        .unwrap_or(32_768)
-        .clamp(12_000, 65_535);
-    let seed = std::process::id()
-        ^ SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-    for _ in 0..1_000 {
-        let n = seed.wrapping_add(COUNTER.fetch_add(7_919, Ordering::Relaxed));
-        let port = 10_000 + n % (low - 10_000);
-        let Ok(port) = u16::try_from(port) else {
-            continue;
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1 below {low}");
-}
-
-/// Polls `check` every 100 ms until it holds or `limit` has passed.
-pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if check() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The Message-ID of a message (the value inside the angle brackets), if it has one.
 pub fn message_id(message: &[u8]) -> Option<String> {
     let text = String::from_utf8_lossy(message);
@@ -420,49 +365,9 @@ pub fn submit_with_smtplib(port: u16, messages: &[(Vec<String>, Vec<u8>)]) -> (b
         input.extend_from_slice(message);
         input.extend_from_slice(b"\0\0\0\n");
     }
-    run_with_input(
+    postroom_testpeers::run(
         "python3",
         &["-c", &script, &port.to_string(), PASSWORD],
         &input,
     )
-}
-
-/// Runs a program with `input` on stdin; returns (success, stdout + stderr).
-pub fn run_with_input(program: &str, args: &[&str], input: &[u8]) -> (bool, String) {
-    use std::io::Write;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("wait");
-    let _ = writer.join();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// CRLF to LF, as Postfix's virtual agent stores a message.
-pub fn crlf_to_lf(bytes: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut rest = bytes;
-    while let Some((&b, tail)) = rest.split_first() {
-        if !(b == b'\r' && tail.first() == Some(&b'\n')) {
-            out.push(b);
-        }
-        rest = tail;
-    }
-    out
 }
