@@ -35,7 +35,9 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
     let config = Config::load(&args.config)?;
     let _logging = postroom_logging::init("link")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    // One thread is plenty for one line and a control socket, and an idle worker thread costs
+    // memory (docs/PERFORMANCE.md "Memory"). The call log's reads go to `spawn_blocking`.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {

@@ -10,7 +10,7 @@
 //! | `GET /logs?component=NAME&lines=N` | [`LogsReply`] |
 //! | `POST /debug/stall` | only with `supervisor.debug_hooks`: blocks the main loop |
 //!
-//! The server runs on the runtime's worker threads, apart from the main loop, so `/status` and
+//! The server runs on the runtime's worker thread, apart from the main loop, so `/status` and
 //! `/logs` still answer while the loop is stuck (with the state it last published).
 
 use std::sync::{Arc, Mutex};

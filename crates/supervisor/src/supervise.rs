@@ -3,8 +3,9 @@
 //!
 //! Threads: the loop runs on the main thread (in `block_on`), which is also the only thread
 //! that forks, as `PR_SET_PDEATHSIG` requires (see `spawn`). Health probes, the pipes of the
-//! children and the control server run on two tokio worker threads; the watchdog is petted
-//! from a thread of its own.
+//! children and the control server run on one tokio worker thread (so `/status` answers while
+//! the loop is stuck; one is enough for this light load, and each idle thread costs memory:
+//! docs/PERFORMANCE.md "Memory"); the watchdog is petted from a thread of its own.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,7 +46,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         tracing::warn!(error = %e, "cannot become the subreaper of the components");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .thread_name("supervisor-io")
         .enable_all()
         .build()

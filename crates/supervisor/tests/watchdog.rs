@@ -90,6 +90,13 @@ fn the_watchdog_is_not_petted_while_the_supervisor_loop_is_stuck() {
     let first = keepalives(&device);
     let health = supervisor.get_json::<serde_json::Value>("/health");
     assert!(health.is_err(), "/health answered while stuck: {health:?}");
+    // The control server runs on the runtime's one worker thread, not on the stuck loop, so
+    // `/status` still answers (with the state the loop last published).
+    let status = supervisor.get_json::<serde_json::Value>("/status");
+    assert!(
+        status.is_ok(),
+        "/status did not answer while stuck: {status:?}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     let second = keepalives(&device);
     assert!(
