@@ -11,6 +11,8 @@ use postroom_link::api::HoldReply;
 use postroom_link::store::LoggedCall;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -96,8 +98,9 @@ fn config(dir: &Path, tweak: impl FnOnce(&mut Config)) -> Config {
 impl Rig {
     async fn start(dir: tempfile::TempDir, config: Config) -> Rig {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
+            .finish()
+            .with(postroom_logging::filter_from_env().0)
             .try_init();
         let socket = config.socket("link");
         let lock_dir = config.link.modem.lock_dir.clone();

@@ -20,7 +20,7 @@ mod format;
 
 use std::path::Path;
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -37,6 +37,9 @@ pub const CHILD_ENV: (&str, &str) = (OUTPUT_ENV, "stderr");
 
 /// Where journald listens for native-protocol messages.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// The environment variable that holds the filter.
+pub const FILTER_ENV: &str = "RUST_LOG";
 
 /// The filter used when `RUST_LOG` is unset or invalid.
 pub const DEFAULT_FILTER: &str = "info";
@@ -61,9 +64,11 @@ pub enum Error {
 
 /// Sets up tracing for a process named `component` (`supervisor`, `mail`, `link`, ...).
 ///
-/// The filter comes from `RUST_LOG` (e.g. `RUST_LOG=debug,hyper=info`), default
-/// [`DEFAULT_FILTER`]; an invalid `RUST_LOG` falls back to the default with a warning rather
-/// than keeping a daemon from starting. The output is chosen by [`OUTPUT_ENV`]; on `auto` it is
+/// The filter comes from `RUST_LOG`: a default level and per-target levels, comma-separated
+/// (`RUST_LOG=debug,hyper=info,postroom_queue=trace`), default [`DEFAULT_FILTER`]; an invalid
+/// `RUST_LOG` falls back to the default with a warning rather than keeping a daemon from
+/// starting. Span and field filters (`target[span]=level`) are not supported: the filter is a
+/// [`Targets`], which needs no regular-expression engine in the firmware. The output is chosen by [`OUTPUT_ENV`]; on `auto` it is
 /// journald when [`JOURNAL_SOCKET`] exists. When journald cannot be reached, stderr is used.
 pub fn init(component: &str) -> Result<Output, Error> {
     let (filter, bad_filter) = filter_from_env();
@@ -112,12 +117,60 @@ pub fn init(component: &str) -> Result<Output, Error> {
 }
 
 /// The `RUST_LOG` filter, or the default and the reason the given one was refused.
-fn filter_from_env() -> (EnvFilter, Option<(String, String)>) {
-    match std::env::var(EnvFilter::DEFAULT_ENV) {
-        Ok(value) if !value.trim().is_empty() => match EnvFilter::try_new(&value) {
+///
+/// Tests that set up their own subscriber use it too, so `RUST_LOG` means the same there.
+pub fn filter_from_env() -> (Targets, Option<(String, String)>) {
+    parse_filter(std::env::var(FILTER_ENV).ok().as_deref())
+}
+
+/// A `RUST_LOG` value as a filter; unset or blank gives [`DEFAULT_FILTER`], and so does an
+/// invalid one, with the value and the reason.
+fn parse_filter(value: Option<&str>) -> (Targets, Option<(String, String)>) {
+    let default = || DEFAULT_FILTER.parse::<Targets>().expect("the default filter parses");
+    match value.map(str::trim) {
+        Some(value) if !value.is_empty() => match value.parse::<Targets>() {
             Ok(filter) => (filter, None),
-            Err(e) => (EnvFilter::new(DEFAULT_FILTER), Some((value, e.to_string()))),
+            Err(e) => (default(), Some((value.to_owned(), e.to_string()))),
         },
-        _ => (EnvFilter::new(DEFAULT_FILTER), None),
+        _ => (default(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing::level_filters::LevelFilter;
+
+    use super::parse_filter;
+
+    #[test]
+    fn unset_or_blank_filter_is_info() {
+        for value in [None, Some(""), Some("  ")] {
+            let (filter, refused) = parse_filter(value);
+            assert!(refused.is_none());
+            assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
+            assert!(filter.would_enable("postroom_queue", &Level::INFO));
+            assert!(!filter.would_enable("postroom_queue", &Level::DEBUG));
+        }
+    }
+
+    #[test]
+    fn default_level_and_per_target_levels_are_kept() {
+        let (filter, refused) = parse_filter(Some("debug,hyper=info,postroom_queue=trace"));
+        assert!(refused.is_none());
+        assert!(filter.would_enable("postroom_mail", &Level::DEBUG));
+        assert!(!filter.would_enable("postroom_mail", &Level::TRACE));
+        assert!(!filter.would_enable("hyper::proto", &Level::DEBUG));
+        assert!(filter.would_enable("hyper::proto", &Level::INFO));
+        assert!(filter.would_enable("postroom_queue::runner", &Level::TRACE));
+    }
+
+    #[test]
+    fn invalid_filter_falls_back_to_info_and_says_why() {
+        let (filter, refused) = parse_filter(Some("hyper=loud"));
+        let (value, reason) = refused.expect("refused");
+        assert_eq!(value, "hyper=loud");
+        assert!(!reason.is_empty());
+        assert_eq!(filter.default_level(), Some(LevelFilter::INFO));
     }
 }

@@ -16,6 +16,8 @@ use postroom_config::mail::{Pop3Mailbox, Pop3Tls, RelayMode, RelayTls};
 use postroom_control::Client;
 use postroom_testpeers::{Postfix, PostfixOptions, dovecot, free_port, require, wait_for};
 use serde_json::Value;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Generous bounds for a loaded two-core machine.
 const WAIT: Duration = Duration::from_secs(60);
@@ -31,8 +33,9 @@ struct Link {
 impl Link {
     fn start(config: &Config) -> Link {
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
+            .finish()
+            .with(postroom_logging::filter_from_env().0)
             .try_init();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
