@@ -263,6 +263,11 @@ async fn connection(
             .refused_connections
             .fetch_add(1, Ordering::Relaxed);
         info!("too many connections; refused");
+        // On port 465 the client expects a TLS handshake first, so a plaintext 421 would read
+        // as garbage, and a handshake per refused connection is the CPU the limit saves: close.
+        if kind == Kind::Submissions {
+            return Ok(());
+        }
         let reply = Reply::new(421, S(4, 7, 0), "Too many connections, try again later");
         let mut out = Vec::new();
         reply.write_to(&mut out);
