@@ -241,11 +241,20 @@ impl Queue {
     }
 
     /// Releases the hold and tries every entry now, whatever its schedule (the link came up, or
-    /// the administrator asked).
+    /// the administrator asked while it was not held).
     pub fn flush(&self) {
         self.inner.held.store(false, Ordering::SeqCst);
         self.inner.flush_requested.store(true, Ordering::SeqCst);
         info!("queue flush");
+        self.inner.wake.notify_one();
+    }
+
+    /// Tries every entry now, whatever its schedule, but leaves a hold in place: remote
+    /// recipients go on waiting for the link. What the administrator's flush does while the
+    /// link is down, where trying them would only fail and push their next try further out.
+    pub fn retry_now(&self) {
+        self.inner.flush_requested.store(true, Ordering::SeqCst);
+        info!(held = self.is_held(), "queue flush asked for");
         self.inner.wake.notify_one();
     }
 
