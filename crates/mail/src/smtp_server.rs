@@ -199,7 +199,9 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
+    if let Ok(addr) = listener.local_addr() {
+        info!(service = kind.name(), %addr, "listening");
+    }
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         // Forget sessions that have ended.
@@ -386,7 +388,11 @@ impl Connection {
                     };
                     match read {
                         Err(_elapsed) => {
-                            info!(?wait, "timeout");
+                            let waiting_for = match wait {
+                                Wait::Command => "a command",
+                                Wait::Data => "message data",
+                            };
+                            info!(waiting_for, "timeout");
                             self.session.timed_out();
                         }
                         Ok(Ok(0)) => self.session.peer_closed(),

@@ -782,7 +782,13 @@ impl Inner {
             vec![Recipient::new(to.clone(), (self.sender_route)(to))],
         );
         match self.enqueue(envelope, MessageBody::from(bytes)).await {
-            Ok(id) => info!(notice = %id, sender = %to, ?kind, "notice queued"),
+            Ok(id) => {
+                let kind = match kind {
+                    NoticeKind::Failure => "failure",
+                    NoticeKind::Delay => "delay",
+                };
+                info!(notice = %id, sender = %to, kind, "notice queued");
+            }
             Err(e) => error!(error = %e, "cannot queue a notice"),
         }
     }
@@ -795,7 +801,12 @@ fn apply_outcome(entry: &mut QueueEntry, i: usize, outcome: Outcome) {
     match outcome.kind {
         OutcomeKind::Delivered => {
             r.status = Status::Delivered;
-            info!(rcpt, reply = %outcome.reply, mta = ?outcome.remote_mta, "delivered");
+            info!(
+                rcpt,
+                reply = %outcome.reply,
+                mta = outcome.remote_mta.as_deref().unwrap_or("-"),
+                "delivered"
+            );
         }
         OutcomeKind::Deferred => {
             info!(rcpt, reply = %outcome.reply, "deferred");
