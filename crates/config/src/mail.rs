@@ -119,7 +119,8 @@ pub struct Limits {
     pub max_line_length: usize,
     /// Bad commands answered before the session is closed with 421.
     pub max_errors: u32,
-    /// Simultaneous SMTP connections from one client address; more get 421 at once.
+    /// Simultaneous SMTP connections from one client address; more get 421 at once (on port
+    /// 465 they are closed without a reply: the client expects TLS first).
     pub max_connections_per_client: usize,
     /// Simultaneous SMTP connections in total.
     pub max_connections: usize,
@@ -864,7 +865,8 @@ pub struct Access {
     /// The longest wait.
     pub max_login_delay: Span,
     /// Simultaneous IMAP and POP3 connections from one client address, all four ports
-    /// together; one more is answered `* BYE` or `-ERR` and closed.
+    /// together; one more is answered `* BYE` or `-ERR` and closed (on 993 and 995 closed
+    /// without a word: the client expects TLS first).
     pub max_connections_per_client: usize,
     /// Simultaneous IMAP and POP3 connections in total.
     pub max_connections: usize,
