@@ -59,6 +59,16 @@ pub enum Mode {
     OnDemand,
 }
 
+impl std::fmt::Display for Mode {
+    /// As written in the configuration file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Permanent => "permanent",
+            Mode::OnDemand => "on-demand",
+        })
+    }
+}
+
 /// How the modem is hung up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]

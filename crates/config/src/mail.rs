@@ -42,6 +42,11 @@ pub struct Mail {
     /// `[mail.catch_all]`: per local domain, where mail to unknown local parts goes
     /// (`"office.example" = "alice"`).
     pub catch_all: BTreeMap<String, String>,
+    /// The characters that end a local part's name and start its detail (RFC 5233
+    /// subaddressing): with `"+"`, the default, `alice+lists@` reaches whatever `alice@` does
+    /// when nothing is named `alice+lists` itself. Each character is a delimiter; empty turns
+    /// subaddressing off. (The name is Postfix's.)
+    pub recipient_delimiter: RecipientDelimiter,
     /// `[mail.queue]`: retries, expiry, notices, concurrency, hold while the link is down.
     pub queue: Queue,
     /// `[mail.relay]`: how outbound mail leaves (smarthost or direct MX).
@@ -114,7 +119,8 @@ pub struct Limits {
     pub max_line_length: usize,
     /// Bad commands answered before the session is closed with 421.
     pub max_errors: u32,
-    /// Simultaneous SMTP connections from one client address; more get 421 at once.
+    /// Simultaneous SMTP connections from one client address; more get 421 at once (on port
+    /// 465 they are closed without a reply: the client expects TLS first).
     pub max_connections_per_client: usize,
     /// Simultaneous SMTP connections in total.
     pub max_connections: usize,
@@ -168,6 +174,33 @@ pub struct User {
     /// check for this user, e.g. a scanner's account).
     pub send_as: Vec<String>,
 }
+
+/// `[mail] recipient_delimiter`: the characters that separate a local part's name from its
+/// detail (RFC 5233 section 1: `user+detail`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct RecipientDelimiter(pub String);
+
+impl Default for RecipientDelimiter {
+    fn default() -> RecipientDelimiter {
+        RecipientDelimiter("+".to_owned())
+    }
+}
+
+impl RecipientDelimiter {
+    /// The name part of `local` when it carries a detail (`alice` of `alice+lists`), or None.
+    /// The first delimiter counts; one at the very start leaves no name, so it is no
+    /// delimiter there.
+    pub fn name_of<'a>(&self, local: &'a str) -> Option<&'a str> {
+        let at = local.find(|c| self.0.contains(c))?;
+        (at > 0).then(|| &local[..at])
+    }
+}
+
+/// Local parts that reach the first user unless a user, alias or remote user takes them:
+/// postmaster (RFC 5321 section 4.5.1 requires it of every domain) and abuse (RFC 2142
+/// section 2 asks for it where there are users who could misbehave on the internet).
+pub const ROLE_MAILBOXES: [&str; 2] = ["postmaster", "abuse"];
 
 /// `[mail.submission]`: who may send as whom on the submission ports. Port 25 never checks
 /// senders: it takes mail from the world, which authenticates nobody.
@@ -482,6 +515,19 @@ impl Check for Mail {
             }
         }
         self.check_names(at, report);
+        let delimiter = &self.recipient_delimiter.0;
+        if delimiter
+            .chars()
+            .any(|c| c == '@' || c == '"' || c.is_whitespace() || c.is_control())
+        {
+            report.add(
+                key(at, "recipient_delimiter"),
+                format!(
+                    "{delimiter:?} may not contain '@', '\"', spaces or control characters: \
+                     they cannot stand unquoted in a local part"
+                ),
+            );
+        }
         let networks = key(at, "trusted_networks");
         for (i, network) in self.trusted_networks.iter().enumerate() {
             if network.prefix == 0 {
@@ -578,20 +624,25 @@ impl Mail {
             Some(d) if self.domains.iter().any(|l| l.eq_ignore_ascii_case(d)) => vec![d],
             Some(_) => return None,
         };
-        let named = |name: &str| {
-            name.eq_ignore_ascii_case(local)
-                || domains
+        let known = |local: &str| {
+            let named = |name: &str| {
+                name.eq_ignore_ascii_case(local)
+                    || domains
+                        .iter()
+                        .any(|d| name.eq_ignore_ascii_case(&format!("{local}@{d}")))
+            };
+            // RFC 5321 section 4.5.1 and RFC 2142: postmaster and abuse reach the first user.
+            let role = ROLE_MAILBOXES.iter().any(|r| local.eq_ignore_ascii_case(r));
+            role && !self.users.is_empty()
+                || self
+                    .users
                     .iter()
-                    .any(|d| name.eq_ignore_ascii_case(&format!("{local}@{d}")))
+                    .any(|u| u.name.eq_ignore_ascii_case(local))
+                || self.aliases.iter().any(|a| named(&a.name))
+                || self.remote_users.iter().any(|r| named(&r.name))
         };
-        // RFC 5321 section 4.5.1: postmaster always reaches someone (the first user).
-        let known = local.eq_ignore_ascii_case("postmaster") && !self.users.is_empty()
-            || self
-                .users
-                .iter()
-                .any(|u| u.name.eq_ignore_ascii_case(local))
-            || self.aliases.iter().any(|a| named(&a.name))
-            || self.remote_users.iter().any(|r| named(&r.name));
+        // A subaddress reaches whatever its name does (RFC 5233).
+        let known = known(local) || self.recipient_delimiter.name_of(local).is_some_and(known);
         let caught = !domains.is_empty()
             && domains
                 .iter()
@@ -769,6 +820,25 @@ members = ["alice", "bob"]
     }
 
     #[test]
+    fn recipient_delimiter_defaults_to_plus_and_subaddressed_members_name_someone() {
+        let base = "[mail]\ndomains = [\"office.example\"]\n";
+        let members = "[[mail.users]]\nname = \"alice\"\n\
+                       [[mail.aliases]]\nname = \"lists\"\nmembers = [\"alice+lists\"]\n";
+        let config = crate::Config::parse(&format!("{base}{members}")).unwrap();
+        assert_eq!(config.mail.recipient_delimiter.0, "+");
+        assert_eq!(
+            config.mail.recipient_delimiter.name_of("alice+lists"),
+            Some("alice")
+        );
+        assert_eq!(config.mail.recipient_delimiter.name_of("+alice"), None);
+
+        let off = crate::Config::parse(&format!("{base}recipient_delimiter = \"\"\n{members}"));
+        assert!(off.unwrap_err()[0].contains("alice+lists"));
+        let err = crate::Config::parse(&format!("{base}recipient_delimiter = \"@\"\n"));
+        assert!(err.unwrap_err()[0].contains("recipient_delimiter"));
+    }
+
+    #[test]
     fn unknown_user_key_is_an_error() {
         let err = crate::Config::parse(
             "[[mail.users]]
@@ -795,7 +865,8 @@ pub struct Access {
     /// The longest wait.
     pub max_login_delay: Span,
     /// Simultaneous IMAP and POP3 connections from one client address, all four ports
-    /// together; one more is answered `* BYE` or `-ERR` and closed.
+    /// together; one more is answered `* BYE` or `-ERR` and closed (on 993 and 995 closed
+    /// without a word: the client expects TLS first).
     pub max_connections_per_client: usize,
     /// Simultaneous IMAP and POP3 connections in total.
     pub max_connections: usize,

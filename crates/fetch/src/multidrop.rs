@@ -97,7 +97,7 @@ async fn fetch_account(cfg: &FetchConfig, account: &str) -> Result<FetchReport, 
         match deliver(session, cfg, &message).await? {
             Ok(to) => {
                 seen.insert(account, &uid)?;
-                tracing::info!(uid = %uid, recipients = ?to, "fetched message delivered");
+                tracing::info!(uid = %uid, recipients = to.join(",").as_str(), "fetched message delivered");
                 report.delivered.push((uid, to));
                 if cfg.delete {
                     pop.dele(n).await?;
@@ -128,7 +128,7 @@ async fn deliver(
     match found.source {
         Source::Envelope => {}
         Source::ToCc => tracing::warn!(
-            recipients = ?found.addresses,
+            recipients = found.addresses.join(",").as_str(),
             "no envelope header (X-Original-To, Delivered-To, X-Envelope-To): guessing from To/Cc"
         ),
         Source::Nothing => tracing::warn!("no recipient in our domains: to the postmaster"),

@@ -88,7 +88,7 @@ pub fn handshake_error(peer: &str, e: &std::io::Error) -> Error {
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
     let why = match rustls_error {
         Some(rustls::Error::InvalidCertificate(cause)) => format!(
-            "the server's certificate is not trusted ({cause:?}): nothing was sent; \
+            "the server's certificate is not trusted ({cause}): nothing was sent; \
              for an ISP with a private CA give its certificate in ca_file"
         ),
         Some(other) => format!("handshake failed: {other}"),
@@ -119,6 +119,26 @@ mod tests {
             ServerName::try_from("::1").unwrap()
         );
         assert!(server_name("bad name!:995").is_err());
+    }
+
+    /// The tester's case: the reason was the rustls error's Debug dump
+    /// (`NotValidForNameContext { expected: DnsName(..), presented: [..] }`).
+    #[test]
+    fn an_untrusted_certificate_is_explained_in_words_not_a_struct_dump() {
+        let cause = rustls::CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("pop.isp.example").unwrap(),
+            presented: vec!["DnsName(\"mail.other.example\")".into()],
+        };
+        let io = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(cause),
+        );
+        let e = handshake_error("pop.isp.example:995", &io).to_string();
+        assert!(
+            e.contains("not trusted (certificate not valid for name \"pop.isp.example\""),
+            "{e}"
+        );
+        assert!(!e.contains("NotValidForNameContext"), "{e}");
     }
 
     #[test]

@@ -58,12 +58,14 @@ pub async fn serve(
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    // RFC 3501 section 7.1.5: BYE as the greeting refuses a connection over the limit.
+    // RFC 3501 section 7.1.5: BYE as the greeting refuses a connection over the limit. On
+    // port 993 the refused client is closed without it, as it expects TLS first.
+    let refusal: &[u8] = b"* BYE too many connections, try again later\r\n";
     accept_loop(
         listener,
         "imap",
         &ctx.connections,
-        b"* BYE too many connections, try again later\r\n",
+        (!implicit_tls).then_some(refusal),
         &stop,
         |tcp, peer, slot| {
             let ctx = ctx.clone();

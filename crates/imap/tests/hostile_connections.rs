@@ -38,6 +38,16 @@ fn tls_config() -> Arc<rustls::ServerConfig> {
 
 /// IMAP (143) and POP3 (110) listeners on loopback sharing one limiter.
 async fn start(per_client: usize, total: usize, login_timeout: Duration) -> Servers {
+    start_with_tls(per_client, total, login_timeout, false).await
+}
+
+/// As [`start`]; with `implicit_tls` the listeners are IMAPS (993) and POP3S (995).
+async fn start_with_tls(
+    per_client: usize,
+    total: usize,
+    login_timeout: Duration,
+    implicit_tls: bool,
+) -> Servers {
     let dir = tempfile::tempdir().unwrap();
     let db = Arc::new(redb::Database::create(dir.path().join("mail.redb")).unwrap());
     let store = Store::open(dir.path().join("mail"), db).unwrap();
@@ -74,11 +84,16 @@ async fn start(per_client: usize, total: usize, login_timeout: Duration) -> Serv
     };
     tokio::spawn(postroom_imap::server::serve(
         imap,
-        false,
+        implicit_tls,
         imap_ctx,
         stopped.clone(),
     ));
-    tokio::spawn(postroom_pop3::server::serve(pop3, false, pop3_ctx, stopped));
+    tokio::spawn(postroom_pop3::server::serve(
+        pop3,
+        implicit_tls,
+        pop3_ctx,
+        stopped,
+    ));
     servers
 }
 
@@ -170,6 +185,22 @@ async fn connections_beyond_the_per_client_limit_get_bye_or_err_and_are_closed()
         assert!(started.elapsed() < WAIT, "the slot was never given back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The tester's case: IMAPS and POP3S wrote `* BYE` / `-ERR` in plaintext to a client over the
+/// limit, which expects a TLS handshake and read it as garbage. They now close without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_ports_close_a_connection_over_the_limit_without_plaintext() {
+    let servers = start_with_tls(1, 100, Duration::from_secs(60), true).await;
+
+    // A client that has not started its handshake yet holds the address's only slot.
+    let _holding = connect_from("127.0.0.1", servers.imap).await;
+    let mut refused = connect_from("127.0.0.1", servers.imap).await;
+    let (said, _) = until_closed(&mut refused, WAIT).await;
+    assert_eq!(said, "", "plaintext before TLS on IMAPS");
+    let mut refused = connect_from("127.0.0.1", servers.pop3).await;
+    let (said, _) = until_closed(&mut refused, WAIT).await;
+    assert_eq!(said, "", "plaintext before TLS on POP3S");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -518,6 +518,44 @@ fn sections_of_an_attached_message_are_numbered_as_rfc3501_says() {
     assert!(out.contains("\"ALTERNATIVE\""), "{out}");
 }
 
+/// The tester's case: after RENAME of a subscribed mailbox, LSUB still listed the old name
+/// (which no longer exists) and not the new one; the same for its children.
+#[test]
+fn rename_moves_the_subscriptions_of_the_mailbox_and_its_children() {
+    let h = Harness::new();
+    let mut s = h.logged_in();
+    let out = send(
+        &mut s,
+        "a CREATE Projects.Old\r\nb CREATE Projects.Old.Notes\r\nc CREATE Projects.Older\r\n\
+         d SUBSCRIBE Projects.Old\r\ne SUBSCRIBE Projects.Old.Notes\r\n\
+         f SUBSCRIBE Projects.Older\r\n",
+    );
+    assert!(out.contains("f OK"), "{out}");
+    let out = send(&mut s, "g RENAME Projects.Old Archive\r\n");
+    assert!(out.contains("g OK"), "{out}");
+
+    let out = send(&mut s, "h LSUB \"\" \"*\"\r\n");
+    assert!(out.contains("* LSUB () \".\" \"Archive\"\r\n"), "{out}");
+    assert!(
+        out.contains("* LSUB () \".\" \"Archive.Notes\"\r\n"),
+        "{out}"
+    );
+    // A sibling that merely starts with the same letters keeps its name.
+    assert!(
+        out.contains("* LSUB () \".\" \"Projects.Older\"\r\n"),
+        "{out}"
+    );
+    assert!(!out.contains("\"Projects.Old\""), "{out}");
+    assert!(!out.contains("Projects.Old.Notes"), "{out}");
+
+    // LIST marks them too (LIST-EXTENDED's `LIST (SUBSCRIBED)` is not offered).
+    let out = send(&mut s, "i LIST \"\" \"*\"\r\n");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren \\Subscribed) \".\" \"Archive.Notes\"\r\n"),
+        "{out}"
+    );
+}
+
 #[test]
 fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
     let h = Harness::new();

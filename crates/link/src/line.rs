@@ -112,7 +112,12 @@ async fn dial_inner(cfg: &LineConfig) -> Result<(DialReport, Option<Line>), Mode
     let outcome = modem
         .dial(&cfg.target, cfg.command_timeout, cfg.dial_timeout)
         .await?;
-    tracing::info!(outcome = ?outcome, "dial ended");
+    match &outcome {
+        DialOutcome::Answered { code, answer } => {
+            tracing::info!(result = %code, answer = answer.as_str(), "dial ended");
+        }
+        DialOutcome::TimedOut => tracing::info!("dial ended: no result within the dial timeout"),
+    }
     Ok(match outcome {
         DialOutcome::Answered { code, answer } => {
             let connected = matches!(code, postroom_modem::ResultCode::Connect(_));

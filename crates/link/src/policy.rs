@@ -3,6 +3,7 @@
 //! simulation tests in this module run days of calls in microseconds.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use jiff::{SignedDuration, Timestamp};
 use postroom_modem::ResultCode;
@@ -69,6 +70,44 @@ pub enum DialReport {
 
 /// A hold's number.
 pub type HoldId = u64;
+
+// The names the status API and `ctl link` use (the serde names), so a log line and the status
+// say the same word.
+
+impl fmt::Display for LinkState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkState::Permanent => "permanent",
+            LinkState::Down => "down",
+            LinkState::Dialling => "dialling",
+            LinkState::Waiting => "waiting",
+            LinkState::Connecting => "connecting",
+            LinkState::Up => "up",
+            LinkState::HangingUp => "hanging-up",
+        })
+    }
+}
+
+impl fmt::Display for CallReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CallReason::Hold => "hold",
+            CallReason::Schedule => "schedule",
+            CallReason::Manual => "manual",
+        })
+    }
+}
+
+impl fmt::Display for HangupCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HangupCause::Idle => "idle",
+            HangupCause::MaxCallLength => "max-call-length",
+            HangupCause::Manual => "manual",
+            HangupCause::PppDown => "ppp-down",
+        })
+    }
+}
 
 /// Something that happens to the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -480,7 +519,7 @@ impl Policy {
         self.set_state(
             now,
             LinkState::Dialling,
-            format!("dialling ({reason:?}), attempt {attempt}"),
+            format!("dialling ({reason}), attempt {attempt}"),
             out,
         );
         out.push(Action::Dial { attempt });
@@ -655,7 +694,7 @@ impl Policy {
         self.set_state(
             now,
             LinkState::HangingUp,
-            format!("hanging up ({cause:?})"),
+            format!("hanging up ({cause})"),
             out,
         );
         out.push(Action::Hangup(cause));
@@ -707,7 +746,7 @@ impl Policy {
         detail: String,
         out: &mut Vec<Action>,
     ) {
-        tracing::info!(state = ?state, "{detail}");
+        tracing::info!(state = %state, "{detail}");
         self.state = state;
         self.since = now;
         out.push(Action::Changed(StateChange {

@@ -107,7 +107,7 @@ pub async fn serve(
     let log = CallLog::open(&config.system.data_dir.join("link.redb"))?;
 
     let policy = Policy::new(policy_cfg, Timestamp::now());
-    tracing::info!(mode = ?link.mode, state = ?policy.state(), "link starting");
+    tracing::info!(mode = %link.mode, state = %policy.state(), "link starting");
     let (handle, task) = crate::service::start(policy, line_cfg, log);
     let router = crate::api::router(handle.clone(), on_demand, device.display().to_string());
     let served = postroom_control::serve_until(config.socket("link"), router, shutdown).await;

@@ -224,7 +224,7 @@ impl Service {
                 }
             }
             Action::Hangup(cause) => {
-                tracing::info!(cause = ?cause, "hanging up");
+                tracing::info!(cause = %cause, "hanging up");
                 let line = self.line.take();
                 let cfg = Arc::clone(&self.line_cfg);
                 let inputs = self.inputs.clone();

@@ -346,8 +346,10 @@ impl App {
                 ended = self.services.join_next() => break ended,
             }
         };
-        if let Some((name, result)) = &failed {
-            error!(service = name, result = ?result, "a server stopped");
+        match &failed {
+            Some((name, Err(e))) => error!(service = name, error = %e, "a server stopped"),
+            Some((name, Ok(()))) => error!(service = name, "a server stopped without an error"),
+            None => {}
         }
         self.stop().await;
         match failed {

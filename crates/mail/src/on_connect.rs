@@ -366,7 +366,12 @@ impl Coordinator {
         if plan.pull.etrn.is_some() || !plan.pull.mailboxes.is_empty() {
             let report = postroom_fetch::pull(&plan.pull).await;
             for outcome in &report.etrn {
-                info!(outcome = ?outcome, "ETRN");
+                info!(
+                    domain = %outcome.domain,
+                    code = outcome.reply.code,
+                    reply = outcome.reply.lines.join(" ").as_str(),
+                    "ETRN"
+                );
             }
             log_fetched(&report);
         }

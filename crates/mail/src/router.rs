@@ -1,14 +1,15 @@
 //! Routing: what becomes of each recipient, decided at RCPT time.
 //!
 //! The order (shared/ARCHITECTURE.md): local user or alias -> forwarding -> remote user (relayed
-//! to the ISP mailbox) -> fax domain -> relay (authenticated submission or trusted network
-//! only) -> reject. The fax domain, like relaying, is only for authenticated clients and trusted
+//! to the ISP mailbox), each by the whole local part and then by its name without a `+detail`
+//! (RFC 5233) -> postmaster and abuse -> catch-all -> fax domain -> relay (authenticated
+//! submission or trusted network only) -> reject. The fax domain, like relaying, is only for authenticated clients and trusted
 //! networks: a fax is a paid call. Unknown local recipients are refused at RCPT with 550 5.1.1, so no bounce
 //! is ever made for them later.
 
 use std::collections::HashSet;
 
-use postroom_config::mail::Mail;
+use postroom_config::mail::{Mail, ROLE_MAILBOXES};
 use postroom_smtp::{EnhancedStatus as S, Reply};
 use serde::{Deserialize, Serialize};
 
@@ -133,61 +134,23 @@ impl Router {
     ) -> Result<(), Reply> {
         let full = format!("{local}@{domain}");
 
-        // 1. Aliases and groups: a full-address alias wins over a local-part one.
-        let alias = self
-            .config
-            .aliases
-            .iter()
-            .find(|a| a.name.eq_ignore_ascii_case(&full))
-            .or_else(|| {
-                self.config
-                    .aliases
-                    .iter()
-                    .find(|a| a.name.eq_ignore_ascii_case(local))
-            });
-        if let Some(alias) = alias {
-            for member in &alias.members {
-                let member = qualify(member, domain);
-                // Members were set by the administrator: outside members are allowed.
-                self.resolve_into(&member, true, depth + 1, out)?;
-            }
+        // 1-3 by the whole local part, then by its name without the detail: RFC 5233
+        // subaddressing, `alice+lists@` is alice's unless something is named `alice+lists`.
+        // The detail is not carried on: a remote user's ISP mailbox may not know it.
+        if self.resolve_name(local, domain, depth, out)? {
             return Ok(());
         }
-
-        // 2. Users, with their forwarding.
-        if let Some(user) = self
-            .config
-            .users
-            .iter()
-            .find(|u| u.name.eq_ignore_ascii_case(local))
+        let name = self.config.recipient_delimiter.name_of(local);
+        if let Some(name) = name
+            && self.resolve_name(name, domain, depth, out)?
         {
-            if user.forward.is_empty() || user.keep_copy {
-                out.push(Destination::Local {
-                    user: user.name.clone(),
-                });
-            }
-            for target in &user.forward {
-                let target = qualify(target, domain);
-                self.resolve_into(&target, true, depth + 1, out)?;
-            }
             return Ok(());
         }
 
-        // 3. Remote users: their mailbox is at the ISP.
-        let remote = self
-            .config
-            .remote_users
-            .iter()
-            .find(|r| r.name.eq_ignore_ascii_case(&full) || r.name.eq_ignore_ascii_case(local));
-        if let Some(remote) = remote {
-            out.push(Destination::Remote {
-                address: remote.mailbox.clone(),
-            });
-            return Ok(());
-        }
-
-        // RFC 5321 section 4.5.1: every domain must take mail for postmaster.
-        if local.eq_ignore_ascii_case("postmaster")
+        // RFC 5321 section 4.5.1: every domain must take mail for postmaster; RFC 2142: abuse
+        // goes to the same person, the first user, unless configured otherwise.
+        let name = name.unwrap_or(local);
+        if ROLE_MAILBOXES.iter().any(|r| name.eq_ignore_ascii_case(r))
             && let Some(first) = self.config.users.first()
         {
             out.push(Destination::Local {
@@ -210,6 +173,72 @@ impl Router {
         }
 
         Err(Reply::new(550, S(5, 1, 1), "No such user here"))
+    }
+
+    /// Steps 1-3 for one local part: an alias or group, a user with their forwarding, a remote
+    /// user. False when none is named so.
+    fn resolve_name(
+        &self,
+        local: &str,
+        domain: &str,
+        depth: usize,
+        out: &mut Vec<Destination>,
+    ) -> Result<bool, Reply> {
+        let full = format!("{local}@{domain}");
+
+        // 1. Aliases and groups: a full-address alias wins over a local-part one.
+        let alias = self
+            .config
+            .aliases
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(&full))
+            .or_else(|| {
+                self.config
+                    .aliases
+                    .iter()
+                    .find(|a| a.name.eq_ignore_ascii_case(local))
+            });
+        if let Some(alias) = alias {
+            for member in &alias.members {
+                let member = qualify(member, domain);
+                // Members were set by the administrator: outside members are allowed.
+                self.resolve_into(&member, true, depth + 1, out)?;
+            }
+            return Ok(true);
+        }
+
+        // 2. Users, with their forwarding.
+        if let Some(user) = self
+            .config
+            .users
+            .iter()
+            .find(|u| u.name.eq_ignore_ascii_case(local))
+        {
+            if user.forward.is_empty() || user.keep_copy {
+                out.push(Destination::Local {
+                    user: user.name.clone(),
+                });
+            }
+            for target in &user.forward {
+                let target = qualify(target, domain);
+                self.resolve_into(&target, true, depth + 1, out)?;
+            }
+            return Ok(true);
+        }
+
+        // 3. Remote users: their mailbox is at the ISP.
+        let remote = self
+            .config
+            .remote_users
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(&full) || r.name.eq_ignore_ascii_case(local));
+        if let Some(remote) = remote {
+            out.push(Destination::Remote {
+                address: remote.mailbox.clone(),
+            });
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     fn primary_domain(&self) -> &str {
@@ -250,7 +279,7 @@ fn fax_number(local: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use postroom_config::mail::{Alias, RemoteUser, User};
+    use postroom_config::mail::{Alias, RecipientDelimiter, RemoteUser, User};
 
     fn router() -> Router {
         let user = |name: &str| User {
@@ -414,6 +443,105 @@ mod tests {
         assert_eq!(
             router().resolve("PostMaster@office.example", false),
             Ok(vec![local("alice")])
+        );
+    }
+
+    /// The tester's case: `alice+tag@` was refused with 550 5.1.1.
+    #[test]
+    fn subaddress_reaches_what_its_name_reaches() {
+        let r = router();
+        let resolve = |a: &str| r.resolve(a, false);
+        assert_eq!(
+            resolve("alice+tag@office.example"),
+            Ok(vec![local("alice")])
+        );
+        assert_eq!(
+            resolve("Alice+a+b@office.example"),
+            Ok(vec![local("alice")])
+        );
+        assert_eq!(
+            resolve("team+x@office.example"),
+            Ok(vec![local("alice"), local("bob")])
+        );
+        assert_eq!(
+            resolve("carol+x@office.example"),
+            Ok(vec![remote("carol@home.example")])
+        );
+        // A remote user's ISP mailbox gets the mail without the detail.
+        assert_eq!(
+            resolve("erin+x@office.example"),
+            Ok(vec![remote("erin.smith@isp.example")])
+        );
+        assert_eq!(
+            resolve("postmaster+x@office.example"),
+            Ok(vec![local("alice")])
+        );
+        // No name: the catch-all, or 550.
+        assert_eq!(resolve("nobody+x@office2.example"), Ok(vec![local("bob")]));
+        let err = resolve("nobody+x@office.example").unwrap_err();
+        assert_eq!((err.code, err.status), (550, S(5, 1, 1)));
+        let err = resolve("+alice@office.example").unwrap_err();
+        assert_eq!(err.code, 550);
+    }
+
+    #[test]
+    fn a_name_with_the_delimiter_in_it_wins_over_the_subaddress() {
+        let mut config = router().config;
+        config.aliases.push(Alias {
+            name: "alice+lists".into(),
+            members: vec!["bob".into()],
+        });
+        let r = Router::new(config);
+        assert_eq!(
+            r.resolve("alice+lists@office.example", false),
+            Ok(vec![local("bob")])
+        );
+        assert_eq!(
+            r.resolve("alice+other@office.example", false),
+            Ok(vec![local("alice")])
+        );
+    }
+
+    #[test]
+    fn recipient_delimiter_is_configurable_and_can_be_off() {
+        let mut config = router().config;
+        config.recipient_delimiter = RecipientDelimiter("-".into());
+        let r = Router::new(config.clone());
+        assert_eq!(
+            r.resolve("alice-tag@office.example", false),
+            Ok(vec![local("alice")])
+        );
+        assert_eq!(
+            r.resolve("alice+tag@office.example", false)
+                .unwrap_err()
+                .code,
+            550
+        );
+        config.recipient_delimiter = RecipientDelimiter(String::new());
+        let r = Router::new(config);
+        assert_eq!(
+            r.resolve("alice-tag@office.example", false)
+                .unwrap_err()
+                .code,
+            550
+        );
+    }
+
+    #[test]
+    fn abuse_goes_where_postmaster_goes_unless_someone_has_it() {
+        assert_eq!(
+            router().resolve("abuse@office.example", false),
+            Ok(vec![local("alice")])
+        );
+        let mut config = router().config;
+        config.aliases.push(Alias {
+            name: "abuse".into(),
+            members: vec!["bob".into()],
+        });
+        let r = Router::new(config);
+        assert_eq!(
+            r.resolve("abuse@office.example", false),
+            Ok(vec![local("bob")])
         );
     }
 }

@@ -13,8 +13,9 @@
 //! - the null sender `<>`, when `[mail.submission] allow_null_sender` (the default).
 //!
 //! Not theirs: a catch-all that lands with them (it stands for addresses nobody has), the
-//! postmaster address routed to the first user by default (only an explicit alias gives it),
-//! remote users' addresses, and addresses outside the local domains.
+//! postmaster and abuse addresses routed to the first user by default (only an explicit alias
+//! gives them), their subaddresses (`alice+lists@`, unless in `send_as`), remote users'
+//! addresses, and addresses outside the local domains.
 //!
 //! With `[mail.submission] from_header_check` the addresses of the `From:` header are held to
 //! the same list once the message is in ([`from_header_refusal`]).

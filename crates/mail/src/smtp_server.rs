@@ -199,7 +199,9 @@ pub async fn serve(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    info!(service = kind.name(), addr = ?listener.local_addr().ok(), "listening");
+    if let Ok(addr) = listener.local_addr() {
+        info!(service = kind.name(), %addr, "listening");
+    }
     let mut sessions = tokio::task::JoinSet::new();
     loop {
         // Forget sessions that have ended.
@@ -263,6 +265,11 @@ async fn connection(
             .refused_connections
             .fetch_add(1, Ordering::Relaxed);
         info!("too many connections; refused");
+        // On port 465 the client expects a TLS handshake first, so a plaintext 421 would read
+        // as garbage, and a handshake per refused connection is the CPU the limit saves: close.
+        if kind == Kind::Submissions {
+            return Ok(());
+        }
         let reply = Reply::new(421, S(4, 7, 0), "Too many connections, try again later");
         let mut out = Vec::new();
         reply.write_to(&mut out);
@@ -381,7 +388,11 @@ impl Connection {
                     };
                     match read {
                         Err(_elapsed) => {
-                            info!(?wait, "timeout");
+                            let waiting_for = match wait {
+                                Wait::Command => "a command",
+                                Wait::Data => "message data",
+                            };
+                            info!(waiting_for, "timeout");
                             self.session.timed_out();
                         }
                         Ok(Ok(0)) => self.session.peer_closed(),

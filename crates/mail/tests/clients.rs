@@ -225,6 +225,43 @@ fn unknown_local_user_is_refused_at_rcpt_over_a_socket() {
     assert!(out.contains("550 5.1.1"), "{out}");
 }
 
+/// The tester's case: `bob+tag@` (RFC 5233 subaddressing) and `abuse@` (RFC 2142) were refused
+/// with 550 5.1.1 at RCPT from the internet.
+#[test]
+fn subaddress_and_abuse_are_delivered_over_a_socket() {
+    if !require("swaks") {
+        return;
+    }
+    let server = Server::start(|_| {});
+    for to in ["bob+lists@office.example", "abuse@office.example"] {
+        let (ok, out) = run(
+            "swaks",
+            &[
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &port(server.addresses.smtp),
+                "--from",
+                "carl@sender.example",
+                "--to",
+                to,
+            ],
+            None,
+        );
+        assert!(ok, "{to}: {out}");
+    }
+    let files = server.inbox("bob");
+    assert_eq!(files.len(), 1);
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    // Delivered-To keeps the address as sent, so the user can sort by its detail.
+    assert!(
+        text.contains("Delivered-To: bob+lists@office.example\r\n"),
+        "{text}"
+    );
+    // abuse@ reaches the first user, as postmaster@ does.
+    assert_eq!(server.inbox("alice").len(), 1);
+}
+
 const SMTPLIB_SCRIPT: &str = r#"
 import smtplib, ssl, sys
 host, port, mechanism, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -76,19 +76,43 @@ fn stalled_tls_handshake_on_submissions_is_dropped_after_the_command_timeout() {
         "a stalled handshake was kept {waited:?}; the command timeout is 2 s"
     );
     // With the slot free again the server takes the connection into the handshake (and the
-    // timeout ends it) instead of refusing it with a plain-text 421. The slot is given back just
-    // after the socket closes, so allow a moment for that.
+    // timeout ends it, after about 2 s) instead of closing it at once as over the limit. The
+    // slot is given back just after the socket closes, so allow a moment for that.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let mut fresh = TcpStream::connect(addr).unwrap();
         fresh.write_all(&[0x16, 0x03, 0x01]).unwrap();
-        let (got, _) = until_closed(fresh);
-        if !got.starts_with(b"421") {
+        let (_, waited) = until_closed(fresh);
+        if waited >= Duration::from_secs(1) {
             break;
         }
         assert!(Instant::now() < deadline, "the slot was never given back");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The tester's case: port 465 answered a client over the limit with a plaintext 421, which a
+/// client expecting TLS reads as garbage. It now closes the connection without a word.
+#[test]
+fn submissions_closes_a_connection_over_the_limit_without_plaintext() {
+    let server = server();
+    let addr = server.addresses.submissions;
+
+    // A client that has not started its handshake holds the address's only slot.
+    let _holding = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (got, _) = until_closed(TcpStream::connect(addr).unwrap());
+    assert_eq!(String::from_utf8_lossy(&got), "", "plaintext before TLS");
+
+    // Port 25 still explains itself.
+    let _holding = TcpStream::connect(server.addresses.smtp).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (got, _) = until_closed(TcpStream::connect(server.addresses.smtp).unwrap());
+    assert!(
+        got.starts_with(b"421 4.7.0 "),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 #[test]

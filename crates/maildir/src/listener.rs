@@ -13,12 +13,15 @@ use crate::access::{ConnectionLimiter, ConnectionSlot};
 
 /// Accepts connections until `stop` turns true. Each admitted connection is handed to `serve`
 /// with its slot, and the future `serve` returns runs as its own task; a client over the limit
-/// is sent `refusal` (a protocol's negative greeting) and closed.
+/// is sent `refusal` (a protocol's negative greeting) and closed, or closed without a word when
+/// `refusal` is None. Implicit-TLS ports pass None: their client expects a TLS handshake, so a
+/// plaintext line reads as garbage, and a handshake per refused connection is the CPU a limit
+/// is there to save.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     protocol: &'static str,
     connections: &Arc<ConnectionLimiter>,
-    refusal: &'static [u8],
+    refusal: Option<&'static [u8]>,
     stop: &watch::Receiver<bool>,
     mut serve: F,
 ) -> std::io::Result<()>
@@ -45,7 +48,9 @@ where
             tracing::info!(protocol, %peer, "too many connections; refused");
             // Not awaited: a refused client gets no task and no wait, and the line fits any
             // send buffer.
-            let _ = tcp.try_write(refusal);
+            if let Some(refusal) = refusal {
+                let _ = tcp.try_write(refusal);
+            }
             continue;
         };
         tokio::spawn(serve(tcp, peer, slot));

@@ -357,7 +357,29 @@ impl Store {
         }
         sync_dir(&home)?;
         source.notify(Change::Expunged);
-        Ok(())
+        self.rename_subscriptions(user, &canonical(from), &canonical(to))
+    }
+
+    /// Moves the subscriptions of a renamed mailbox and of its children to the new names, as
+    /// Dovecot does: RFC 3501 section 6.3.5 leaves it open, and otherwise LSUB and LIST
+    /// (SUBSCRIBED) would go on naming mailboxes that are gone and leave out the new ones.
+    fn rename_subscriptions(&self, user: &str, from: &str, to: &str) -> Result<()> {
+        let names = self.subscriptions(user)?;
+        let mut renamed: Vec<String> = Vec::with_capacity(names.len());
+        for name in &names {
+            let name = match name.strip_prefix(from) {
+                Some("") => to.to_owned(),
+                Some(child) if child.starts_with(DELIMITER) => format!("{to}{child}"),
+                _ => name.clone(),
+            };
+            if !renamed.contains(&name) {
+                renamed.push(name);
+            }
+        }
+        if renamed == names {
+            return Ok(());
+        }
+        self.write_subscriptions(user, &renamed)
     }
 
     /// The mailboxes a user subscribed to (Courier's `subscriptions` file, one name a line).

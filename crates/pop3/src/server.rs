@@ -48,12 +48,14 @@ pub async fn serve(
     ctx: Arc<Context>,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    // A negative greeting refuses a connection over the limit ([SYS/TEMP], RFC 3206).
+    // A negative greeting refuses a connection over the limit ([SYS/TEMP], RFC 3206). On port
+    // 995 the refused client is closed without it, as it expects TLS first.
+    let refusal: &[u8] = b"-ERR [SYS/TEMP] too many connections, try again later\r\n";
     accept_loop(
         listener,
         "pop3",
         &ctx.connections,
-        b"-ERR [SYS/TEMP] too many connections, try again later\r\n",
+        (!implicit_tls).then_some(refusal),
         &stop,
         |tcp, peer, slot| {
             let ctx = ctx.clone();

@@ -1,7 +1,8 @@
 //! The queue's routes on the mail component's control socket:
 //!
 //! - `GET /queue`: every entry with its recipients, attempts, next try and last error;
-//! - `POST /queue/flush`: release the hold and try everything now;
+//! - `POST /queue/flush`: try everything now; while remote delivery is held (the link is
+//!   down) remote recipients keep waiting for the link, and the answer says how many messages;
 //! - `DELETE /queue/{id}`: remove an entry without notice;
 //! - `POST /queue/{id}/bounce`: give up on an entry; the sender gets a failure notice.
 
@@ -48,9 +49,50 @@ async fn list(State(queue): State<Queue>) -> Response {
     }
 }
 
+/// The answer of `POST /queue/flush`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FlushReply {
+    /// Always true: every entry that may go now is being tried.
+    pub flushed: bool,
+    /// Remote delivery is held (the link is down): remote recipients were not tried.
+    pub held: bool,
+    /// With `held`, how many messages have remote recipients waiting for the link.
+    pub waiting_for_link: usize,
+}
+
 async fn flush(State(queue): State<Queue>) -> Response {
-    queue.flush();
-    Json(serde_json::json!({ "flushed": true })).into_response()
+    if !queue.is_held() {
+        queue.flush();
+        return Json(FlushReply {
+            flushed: true,
+            held: false,
+            waiting_for_link: 0,
+        })
+        .into_response();
+    }
+
+    // Trying remote recipients without a link would only fail them and push their next try
+    // out; the link's coming up flushes them.
+    queue.retry_now();
+    let q = queue.clone();
+    match tokio::task::spawn_blocking(move || q.list()).await {
+        Ok(Ok(entries)) => Json(FlushReply {
+            flushed: true,
+            held: true,
+            waiting_for_link: entries.iter().filter(|e| waits_for_link(e)).count(),
+        })
+        .into_response(),
+        Ok(Err(e)) => failure(e),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, json_error(e.to_string())).into_response(),
+    }
+}
+
+/// Whether a remote recipient of `entry` is still pending.
+fn waits_for_link(entry: &EntryView) -> bool {
+    entry
+        .recipients
+        .iter()
+        .any(|r| r.destination == "remote" && r.status == "pending")
 }
 
 async fn remove(State(queue): State<Queue>, Path(id): Path<String>) -> Response {

@@ -241,11 +241,20 @@ impl Queue {
     }
 
     /// Releases the hold and tries every entry now, whatever its schedule (the link came up, or
-    /// the administrator asked).
+    /// the administrator asked while it was not held).
     pub fn flush(&self) {
         self.inner.held.store(false, Ordering::SeqCst);
         self.inner.flush_requested.store(true, Ordering::SeqCst);
         info!("queue flush");
+        self.inner.wake.notify_one();
+    }
+
+    /// Tries every entry now, whatever its schedule, but leaves a hold in place: remote
+    /// recipients go on waiting for the link. What the administrator's flush does while the
+    /// link is down, where trying them would only fail and push their next try further out.
+    pub fn retry_now(&self) {
+        self.inner.flush_requested.store(true, Ordering::SeqCst);
+        info!(held = self.is_held(), "queue flush asked for");
         self.inner.wake.notify_one();
     }
 
@@ -773,7 +782,13 @@ impl Inner {
             vec![Recipient::new(to.clone(), (self.sender_route)(to))],
         );
         match self.enqueue(envelope, MessageBody::from(bytes)).await {
-            Ok(id) => info!(notice = %id, sender = %to, ?kind, "notice queued"),
+            Ok(id) => {
+                let kind = match kind {
+                    NoticeKind::Failure => "failure",
+                    NoticeKind::Delay => "delay",
+                };
+                info!(notice = %id, sender = %to, kind, "notice queued");
+            }
             Err(e) => error!(error = %e, "cannot queue a notice"),
         }
     }
@@ -786,7 +801,12 @@ fn apply_outcome(entry: &mut QueueEntry, i: usize, outcome: Outcome) {
     match outcome.kind {
         OutcomeKind::Delivered => {
             r.status = Status::Delivered;
-            info!(rcpt, reply = %outcome.reply, mta = ?outcome.remote_mta, "delivered");
+            info!(
+                rcpt,
+                reply = %outcome.reply,
+                mta = outcome.remote_mta.as_deref().unwrap_or("-"),
+                "delivered"
+            );
         }
         OutcomeKind::Deferred => {
             info!(rcpt, reply = %outcome.reply, "deferred");

@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use http_body_util::BodyExt;
-use postroom_queue::control::{QueueListing, router};
+use postroom_queue::control::{FlushReply, QueueListing, router};
 use postroom_queue::{Envelope, OutcomeKind};
 use tower::ServiceExt;
 
@@ -151,7 +151,7 @@ async fn bounce_returns_the_message_to_its_sender() {
 }
 
 #[tokio::test]
-async fn flush_releases_the_hold_and_sends_now() {
+async fn flush_sends_now_what_waits_for_its_next_try() {
     let dir = tempfile::tempdir().unwrap();
     let remote_t = Arc::new(ScriptedRemote::default());
     remote_t.set("b@y.example", OutcomeKind::Deferred, "451 4.3.0 later");
@@ -182,6 +182,53 @@ async fn flush_releases_the_hold_and_sends_now() {
     let (status, _) = call(&app, "POST", "/queue/flush").await;
     assert_eq!(status, StatusCode::OK);
     eventually("delivered after flush", 20, || {
+        h.queue.list().unwrap().is_empty()
+    })
+    .await;
+    assert_eq!(remote_t.delivered_to("b@y.example"), 1);
+    let _ = stop.send(());
+    runner.await.unwrap();
+}
+
+/// The tester's case: `ctl queue flush` with the link down released the hold, so remote mail
+/// was tried without a link (failing, and its next try pushed out) while the answer looked like
+/// plain success. Now the hold stays, and the answer says how many messages wait for the link.
+#[tokio::test]
+async fn flush_while_the_link_is_down_leaves_remote_mail_waiting_for_the_link() {
+    let dir = tempfile::tempdir().unwrap();
+    let remote_t = Arc::new(ScriptedRemote::default());
+    let h = open_queue(dir.path(), &config(3_600), remote_t.clone(), None);
+    h.queue.hold();
+    for to in ["b@y.example", "c@z.example"] {
+        h.queue
+            .enqueue(
+                Envelope::new("a@x.example", vec![remote(to)]),
+                b"x\r\n".to_vec(),
+            )
+            .await
+            .unwrap();
+    }
+    let (runner, stop) = spawn_runner(&h.queue);
+
+    let app = router(h.queue.clone());
+    let (status, body) = call(&app, "POST", "/queue/flush").await;
+    assert_eq!(status, StatusCode::OK);
+    let reply: FlushReply = serde_json::from_value(body).unwrap();
+    assert_eq!(
+        reply,
+        FlushReply {
+            flushed: true,
+            held: true,
+            waiting_for_link: 2
+        }
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(h.queue.is_held());
+    assert_eq!(remote_t.attempts_for("b@y.example"), 0);
+
+    // The link comes up: the mail component's flush releases the hold.
+    h.queue.flush();
+    eventually("delivered once the link is up", 20, || {
         h.queue.list().unwrap().is_empty()
     })
     .await;

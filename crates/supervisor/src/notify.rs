@@ -29,7 +29,7 @@ impl Notifier {
         let address = match address {
             Ok(address) => address,
             Err(e) => {
-                tracing::warn!(socket = ?path, error = %e, "NOTIFY_SOCKET is not usable");
+                tracing::warn!(socket = %path.to_string_lossy(), error = %e, "NOTIFY_SOCKET is not usable");
                 return None;
             }
         };

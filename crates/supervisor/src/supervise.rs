@@ -515,7 +515,13 @@ impl Supervisor {
                     "cannot send SIGHUP"),
             }
         }
-        tracing::info!(?reply, "configuration reloaded");
+        tracing::info!(
+            signalled = reply.signalled.join(",").as_str(),
+            started = reply.started.join(",").as_str(),
+            stopped = reply.stopped.join(",").as_str(),
+            restarted = reply.restarted.join(",").as_str(),
+            "configuration reloaded"
+        );
         Ok(reply)
     }
 

@@ -13,7 +13,8 @@ pub enum QueueCommand {
     /// Every entry: id, age, size, sender, From, Subject, recipients, attempts, next try,
     /// last error (the default).
     List,
-    /// Release a hold and try every entry now.
+    /// Try every entry now. While the link is down, mail for remote recipients keeps waiting
+    /// for it (it is sent when the link is up; `ctl link dial` dials now).
     Flush,
     /// Remove an entry without telling its sender.
     Delete {
@@ -44,7 +45,7 @@ pub fn run(ctl: &Ctl, command: Option<QueueCommand>) -> anyhow::Result<()> {
             if ctl.json {
                 println!("{reply}");
             } else {
-                println!("queue flushed: every entry is being tried now");
+                print!("{}", render_flush(&reply));
             }
         }
         QueueCommand::Delete { id } => {
@@ -91,11 +92,39 @@ fn span(secs: i64) -> String {
     }
 }
 
+/// `n` with the noun for one or for many: "1 message", "2 messages".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// What `ctl queue flush` did. With the link down remote mail was not tried, which is not a
+/// failure: it goes when the link is up.
+fn render_flush(reply: &Value) -> String {
+    if reply["held"] != true {
+        return "queue flushed: every message is being tried now\n".to_owned();
+    }
+    let waiting = reply["waiting_for_link"].as_u64().unwrap_or(0) as usize;
+    if waiting == 0 {
+        return "queue flushed: every message is being tried now (the link is down, but no \
+                message waits for it)\n"
+            .to_owned();
+    }
+    format!(
+        "the link is down: {} for remote recipients will be sent when the link is up \
+         (`postroom ctl link dial` dials now); local and fax deliveries are being tried now\n",
+        count(waiting, "message", "messages"),
+    )
+}
+
 fn render(listing: &Value, now: u64) -> String {
     let entries = listing["entries"].as_array().cloned().unwrap_or_default();
+    let held = listing["held"] == true;
     let mut out = String::new();
-    if listing["held"] == true {
-        out.push_str("remote delivery is held until the link is up (or `ctl queue flush`)\n");
+    if held {
+        out.push_str(
+            "the link is down: mail for remote recipients waits and is sent when the link is up \
+             (`postroom ctl link dial` dials now)\n",
+        );
     }
     if entries.is_empty() {
         out.push_str("the queue is empty\n");
@@ -104,6 +133,17 @@ fn render(listing: &Value, now: u64) -> String {
     for e in &entries {
         let age = now as i64 - e["arrived"].as_i64().unwrap_or(now as i64);
         let next = e["next_attempt"].as_i64().unwrap_or(now as i64) - now as i64;
+        let recipients = e["recipients"].as_array().cloned().unwrap_or_default();
+        let pending = recipients.iter().filter(|r| r["status"] == "pending");
+        let only_remote_pending =
+            pending.clone().count() > 0 && pending.clone().all(|r| r["destination"] == "remote");
+        let next_try = if held && only_remote_pending {
+            "when the link is up".to_owned()
+        } else if next <= 0 {
+            "now".to_owned()
+        } else {
+            format!("in {}", span(next))
+        };
         let sender = match e["sender"].as_str() {
             Some("") => "<> (notice)".to_owned(),
             _ => text(&e["sender"]),
@@ -114,16 +154,12 @@ fn render(listing: &Value, now: u64) -> String {
             text(&e["size"]),
             span(age),
             text(&e["attempts"]),
-            if next <= 0 {
-                "now".to_owned()
-            } else {
-                format!("in {}", span(next))
-            },
+            next_try,
         ));
         out.push_str(&format!("    sender:  {sender}\n"));
         out.push_str(&format!("    from:    {}\n", text(&e["from"])));
         out.push_str(&format!("    subject: {}\n", text(&e["subject"])));
-        for r in e["recipients"].as_array().into_iter().flatten() {
+        for r in &recipients {
             out.push_str(&format!(
                 "    to:      {} ({}, {})",
                 text(&r["address"]),
@@ -139,7 +175,10 @@ fn render(listing: &Value, now: u64) -> String {
             out.push_str(&format!("    last error: {}\n", text(&e["last_error"])));
         }
     }
-    out.push_str(&format!("{} entries\n", entries.len()));
+    out.push_str(&format!(
+        "{} in the queue\n",
+        count(entries.len(), "message", "messages")
+    ));
     out
 }
 
@@ -162,21 +201,53 @@ mod tests {
             }]
         });
         let text = render(&listing, 1_000 + 7_200);
-        assert!(text.contains("remote delivery is held"), "{text}");
+        assert!(
+            text.starts_with("the link is down: mail for remote recipients waits"),
+            "{text}"
+        );
         assert!(
             text.contains("from:    Kristýna Dvořáková <k.d@sender.example>"),
             "{text}"
         );
         assert!(text.contains("subject: Objednávka"), "{text}");
+        // Held: its only pending recipient is remote, so it goes when the link is up.
         assert!(
-            text.contains("age 2h  attempts 3  next try in 10m"),
+            text.contains("age 2h  attempts 3  next try when the link is up"),
             "{text}"
         );
         assert!(
             text.contains("to:      bob@elsewhere.example (remote, pending): 451 4.3.0 try later"),
             "{text}"
         );
-        assert!(text.contains("1 entries"), "{text}");
+        assert!(text.ends_with("\n1 message in the queue\n"), "{text}");
+
+        let mut not_held = listing.clone();
+        not_held["held"] = json!(false);
+        not_held["entries"] = json!([listing["entries"][0], listing["entries"][0]]);
+        let text = render(&not_held, 1_000 + 7_200);
+        assert!(!text.contains("link is down"), "{text}");
+        assert!(text.contains("next try in 10m"), "{text}");
+        assert!(text.ends_with("\n2 messages in the queue\n"), "{text}");
+    }
+
+    /// The tester's case: `ctl queue flush` with the link down said "queue flushed: every entry
+    /// is being tried now", which looked like success while nothing could leave.
+    #[test]
+    fn flush_with_the_link_down_says_remote_mail_goes_when_the_link_is_up() {
+        let text = render_flush(&json!({"flushed": true, "held": true, "waiting_for_link": 1}));
+        assert!(
+            text.starts_with(
+                "the link is down: 1 message for remote recipients will be sent when the link is up"
+            ),
+            "{text}"
+        );
+        let text = render_flush(&json!({"flushed": true, "held": true, "waiting_for_link": 3}));
+        assert!(
+            text.contains("3 messages for remote recipients will be sent"),
+            "{text}"
+        );
+        let text = render_flush(&json!({"flushed": true, "held": false, "waiting_for_link": 0}));
+        assert_eq!(text, "queue flushed: every message is being tried now\n");
     }
 
     #[test]
