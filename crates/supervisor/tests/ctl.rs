@@ -72,6 +72,28 @@ fn ctl_restart_reload_and_logs_act_on_the_running_components() {
     );
 }
 
+/// `postroom ctl logs | head` used to panic: `println!` to a closed pipe. Every subcommand
+/// now ends quietly, with exit 0, however much it had left to print.
+#[test]
+fn ctl_to_a_reader_that_went_away_ends_quietly() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["logs"],
+        &["logs", "mail", "--json"],
+        &["reload"],
+    ] {
+        let output = appliance.ctl_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "ctl {args:?}: {output:?}");
+        assert!(stderr.is_empty(), "ctl {args:?} said: {stderr}");
+    }
+}
+
 #[test]
 fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
     let appliance =

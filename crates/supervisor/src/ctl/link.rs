@@ -8,6 +8,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use super::Ctl;
+use super::output::{out, outln};
 
 /// How long `ctl link hold` waits for the link: dialling with redials can take minutes.
 const HOLD_WAIT: Duration = Duration::from_secs(30 * 60);
@@ -49,62 +50,68 @@ pub fn run(ctl: &Ctl, command: Option<LinkCommand>) -> anyhow::Result<()> {
         LinkCommand::Status => {
             let status: Value = client.get_json("/status")?;
             if ctl.json {
-                println!("{}", serde_json::to_string_pretty(&status)?);
+                outln!("{}", serde_json::to_string_pretty(&status)?)?;
             } else {
-                print!("{}", render_status(&status["detail"]));
+                out!("{}", render_status(&status["detail"]))?;
             }
         }
         LinkCommand::Calls { limit } => {
             let calls: Value = client.get_json(&format!("/calls?limit={limit}"))?;
             if ctl.json {
-                println!("{}", serde_json::to_string_pretty(&calls)?);
+                outln!("{}", serde_json::to_string_pretty(&calls)?)?;
             } else {
-                print!("{}", render_calls(&calls));
+                out!("{}", render_calls(&calls))?;
             }
         }
         LinkCommand::Events => {
+            // The stream ends only when the link does, so a reader gone away ends it here.
+            let mut written = Ok(());
             client.for_each_line("/events", |line| {
-                if ctl.json {
-                    println!("{line}");
+                written = if ctl.json {
+                    outln!("{line}")
                 } else if let Ok(change) = serde_json::from_str::<Value>(line) {
-                    println!(
+                    outln!(
                         "{}  {:<11} {}",
                         text(&change["at"]),
                         text(&change["state"]),
                         text(&change["detail"])
-                    );
-                }
-                true
+                    )
+                } else {
+                    Ok(())
+                };
+                written.is_ok()
             })?;
+            written?;
         }
         LinkCommand::Hold { reason } => {
             let client = client.with_timeout(HOLD_WAIT);
             let reply: Value = client.post_json("/hold", &json!({ "reason": reason }))?;
             if ctl.json {
-                println!("{reply}");
+                outln!("{reply}")?;
             } else {
-                println!(
+                outln!(
                     "link up; hold {} (release with `postroom ctl link release {}`)",
-                    reply["id"], reply["id"]
-                );
+                    reply["id"],
+                    reply["id"]
+                )?;
             }
         }
         LinkCommand::Release { id } => {
             client.delete(&format!("/hold/{id}"))?;
             if !ctl.json {
-                println!("hold {id} released");
+                outln!("hold {id} released")?;
             }
         }
         LinkCommand::Dial => {
             let _: Value = client.post_json("/dial", &())?;
             if !ctl.json {
-                println!("dialling");
+                outln!("dialling")?;
             }
         }
         LinkCommand::Hangup => {
             let _: Value = client.post_json("/hangup", &())?;
             if !ctl.json {
-                println!("hanging up");
+                outln!("hanging up")?;
             }
         }
     }

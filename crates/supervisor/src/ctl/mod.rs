@@ -2,9 +2,12 @@
 //!
 //! Each subcommand is one variant of [`Command`] and one arm in [`Command::run`]; a new one
 //! (`ctl queue`, `ctl link`) adds a variant and a module beside `supervisor.rs`. Every
-//! subcommand gets a [`Ctl`]: the configuration and the `--json` choice.
+//! subcommand gets a [`Ctl`]: the configuration and the `--json` choice, and prints only
+//! through `output`'s `out!` and `outln!`, so that every one of them ends quietly when its
+//! reader goes away (`postroom ctl logs | head`).
 
 mod link;
+mod output;
 mod queue;
 mod supervisor;
 
@@ -104,7 +107,11 @@ pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
         config: load(&args.config)?,
         json: args.json,
     };
-    args.command.run(&ctl)
+    match args.command.run(&ctl) {
+        // The reader has all it wanted (`| head`); like other Unix tools, that is no failure.
+        Err(e) if e.is::<output::StdoutClosed>() => Ok(()),
+        result => result,
+    }
 }
 
 /// Loads the configuration. One with mistakes still says where the sockets are, and ctl is

@@ -115,6 +115,23 @@ impl Appliance {
             .expect("run ctl")
     }
 
+    /// Runs `harness ctl --config FILE ARGS...` with its standard output a pipe whose reading
+    /// end is closed before ctl writes anything, as `ctl logs | head` leaves it; the output has
+    /// stderr only.
+    pub fn ctl_into_closed_pipe(&self, args: &[&str]) -> Output {
+        let mut child = Command::new(HARNESS)
+            .arg("ctl")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ctl");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("ctl ends")
+    }
+
     /// `ctl status --json`, or `None` while the supervisor does not answer.
     pub fn status(&self) -> Option<Value> {
         let output = self.ctl(&["status", "--json"]);
@@ -240,7 +257,9 @@ fn config_text(dir: &Path, rest: &str, only_named: bool) -> String {
     if only_named {
         for name in postroom_config::supervisor::COMPONENTS {
             if !rest.contains(&format!("[supervisor.components.{name}]")) {
-                text.push_str(&format!("\n[supervisor.components.{name}]\nenabled = false\n"));
+                text.push_str(&format!(
+                    "\n[supervisor.components.{name}]\nenabled = false\n"
+                ));
             }
         }
     }
