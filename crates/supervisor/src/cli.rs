@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use postroom_config::Config;
 
+use crate::logs::{LogBook, OWN_LOG};
 use crate::settings::Settings;
 
 /// `postroom run`: start and watch every component.
@@ -30,12 +31,13 @@ pub fn run<'a>(
     let built_in: Vec<&str> = built_in.into_iter().collect();
     let args = RunArgs::parse_from(args);
     let config = Config::load(&args.config)?;
-    postroom_logging::init("supervisor")?;
+    let logs = LogBook::new(config.supervisor.log_lines);
+    postroom_logging::init_with_own_lines(OWN_LOG, logs.own_lines())?;
     let program = std::env::current_exe()
         .context("cannot find this program's own path to start the components")?
         .into_os_string();
     let settings = Settings::new(&config, &args.config, program, &built_in);
-    crate::supervise::run(settings)?;
+    crate::supervise::run(settings, logs)?;
     Ok(())
 }
 

@@ -94,6 +94,40 @@ fn ctl_to_a_reader_that_went_away_ends_quietly() {
     }
 }
 
+/// `ctl logs supervisor` used to answer 404: the supervisor's own events went only to journald
+/// or stderr. They are kept like a component's lines now, without the children's relayed ones;
+/// an unknown name is told the names there are.
+#[test]
+fn ctl_logs_supervisor_shows_its_own_lines_and_an_unknown_name_the_valid_ones() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    common::eventually(
+        "mail up in ctl logs supervisor",
+        Duration::from_secs(15),
+        || {
+            let logs = appliance.ctl(&["logs", "supervisor"]);
+            assert!(logs.status.success(), "{logs:?}");
+            let text = String::from_utf8_lossy(&logs.stdout);
+            assert!(text.lines().all(|l| l.starts_with("supervisor[")), "{text}");
+            assert!(!text.contains("stand-in"), "a child's line: {text}");
+            text.contains("INFO supervisor: up component=mail")
+        },
+    );
+    let all = appliance.ctl(&["logs"]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(all.lines().any(|l| l.starts_with("supervisor[")), "{all}");
+
+    let unknown = appliance.ctl(&["logs", "nosuch"]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.contains(r#"no log named "nosuch"; the logs are: link, mail, supervisor"#),
+        "{message}"
+    );
+}
+
 #[test]
 fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
     let appliance =
