@@ -183,7 +183,7 @@ fn render_line(component: &str, line: &LogLine) -> String {
 }
 
 /// `3d04h`, `2h03m`, `5m07s`, `42s`.
-fn duration(secs: u64) -> String {
+pub(super) fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),
