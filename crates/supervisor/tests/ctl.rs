@@ -128,6 +128,42 @@ fn ctl_logs_supervisor_shows_its_own_lines_and_an_unknown_name_the_valid_ones() 
     );
 }
 
+/// A relative `run_dir` used to be taken from each process's current directory: ctl run from
+/// anywhere but where `postroom run` was started looked for the sockets in the wrong place.
+/// It is taken from the file's directory now, by the supervisor, its components and ctl alike.
+#[test]
+fn relative_paths_are_the_files_own_for_run_its_components_and_ctl() {
+    let appliance = Appliance::start_relative("[supervisor.components.mail]\n");
+    appliance.wait_up(&["mail"], Duration::from_secs(30));
+    assert!(appliance.path("run/supervisor.sock").exists());
+    assert!(appliance.path("run/mail.sock").exists());
+
+    let status = appliance.ctl(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(std::env::current_dir().unwrap() != appliance.dir.path());
+}
+
+/// Without `--config`, ctl reads the image's live file; where there is none it says so.
+#[test]
+fn ctl_without_a_config_names_the_default_it_tried() {
+    let default = std::path::Path::new(postroom_config::DEFAULT_PATH);
+    if default.exists() {
+        eprintln!("skipping: {} exists here", default.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = common::ctl_without_config(dir.path(), &["status"]);
+    assert!(!output.status.success(), "{output:?}");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains(
+            "no configuration file: none was given with --config FILE, and the default \
+             /data/postroom/postroom.toml does not exist"
+        ),
+        "{message}"
+    );
+}
+
 #[test]
 fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
     let appliance =

@@ -26,9 +26,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "postroom ctl", about = "Talk to a running appliance")]
 struct Args {
-    /// The configuration file of the running appliance (it says where the sockets are).
+    /// The configuration file of the running appliance, which says where the sockets are
+    /// [default: /data/postroom/postroom.toml].
     #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     json: bool,
@@ -100,11 +101,11 @@ impl Command {
     }
 }
 
-/// `postroom ctl --config FILE [--json] COMMAND`.
+/// `postroom ctl [--config FILE] [--json] COMMAND`.
 pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
     let ctl = Ctl {
-        config: load(&args.config)?,
+        config: load(args.config.as_deref())?,
         json: args.json,
     };
     match args.command.run(&ctl) {
@@ -117,10 +118,11 @@ pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
 /// Loads the configuration. One with mistakes still says where the sockets are, and ctl is
 /// most needed just then (to see what a bad reload did), so it is used leniently: the
 /// defaults, with its `system.run_dir`, and a warning.
-fn load(path: &Path) -> anyhow::Result<Config> {
-    match Config::load(path) {
-        Ok(config) => Ok(config),
+fn load(given: Option<&Path>) -> anyhow::Result<Config> {
+    match Config::load_for_command(given) {
+        Ok((_, config)) => Ok(config),
         Err(e @ postroom_config::Error::Invalid { .. }) => {
+            let path = given.unwrap_or(Path::new(postroom_config::DEFAULT_PATH));
             eprintln!("warning: using only system.run_dir of a file with mistakes:\n{e}");
             let mut config = Config::default();
             if let Some(run_dir) = lenient_run_dir(path) {
@@ -132,11 +134,14 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     }
 }
 
-/// `system.run_dir` from a file that may have mistakes elsewhere.
+/// `system.run_dir` from a file that may have mistakes elsewhere, taken from the file's
+/// directory when relative, as [`Config::load`] does.
 fn lenient_run_dir(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
-    Some(PathBuf::from(
-        table.get("system")?.get("run_dir")?.as_str()?,
+    let run_dir = table.get("system")?.get("run_dir")?.as_str()?;
+    Some(postroom_config::paths::resolve(
+        &postroom_config::paths::base_dir(path),
+        Path::new(run_dir),
     ))
 }
