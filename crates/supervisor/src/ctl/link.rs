@@ -309,8 +309,10 @@ mod tests {
     use super::*;
 
     fn units(zone: &str, currency: &str) -> Units {
-        let mut link = Link::default();
-        link.time_zone = zone.into();
+        let mut link = Link {
+            time_zone: zone.into(),
+            ..Link::default()
+        };
         link.tariff.currency = currency.into();
         Units::of(&link)
     }
