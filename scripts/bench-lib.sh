@@ -153,7 +153,7 @@ write_postroom_config() {
     local dir=$1 smtp_port=$2 maxconn=$3 key port script
     mkdir -p "$dir/data"
     PR_PORT_smtp=$smtp_port
-    script="s#\"\\./dev-data#\"$dir/data#g"
+    script="s#\"\\.\\./dev-data#\"$dir/data#g"
     script="$script; s#^max_connections_per_client = .*#max_connections_per_client = $maxconn#"
     for key in smtp submission submissions imap imaps pop3 pop3s; do
         if [ "$key" = smtp ]; then port=$smtp_port; else port=$(free_port); fi

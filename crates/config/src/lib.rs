@@ -9,6 +9,9 @@
 //! /data/postroom/postroom.toml:14: link.schedule[2]: "25:00" is not a time of day
 //! ```
 //!
+//! A relative path in the file is taken from the file's own directory ([`paths`]), and a
+//! command given no `--config` reads [`DEFAULT_PATH`] ([`Config::load_for_command`]).
+//!
 //! Sections can use the typed values in [`values`] ([`TimeOfDay`], [`TimeRange`], [`Interval`],
 //! [`Port`]) and add semantic checks with [`Check`]. Saving is atomic ([`write_atomically`]).
 
@@ -17,6 +20,7 @@
 mod atomic;
 mod check;
 mod load;
+pub mod paths;
 pub mod values;
 
 pub mod link;
@@ -33,6 +37,7 @@ use serde::{Deserialize, Serialize};
 pub use atomic::write_atomically;
 pub use check::{Check, Mistake, Report, index, key};
 pub use load::{from_toml, from_toml_checked};
+pub use paths::DEFAULT_PATH;
 pub use values::{Interval, Port, TimeOfDay, TimeRange};
 
 /// The whole configuration file.
@@ -60,6 +65,16 @@ pub enum Error {
         path: PathBuf,
         /// Why.
         cause: std::io::Error,
+    },
+    /// A command was given no `--config FILE`, and there is no file at [`DEFAULT_PATH`].
+    #[error(
+        "no configuration file: none was given with --config FILE, and the default {} does not \
+         exist",
+        default.display()
+    )]
+    NoConfig {
+        /// The default path that was tried.
+        default: PathBuf,
     },
     /// The file could not be written.
     #[error("cannot write {}: {cause}", path.display())]
@@ -110,16 +125,35 @@ fn describe_mistakes(path: &Path, mistakes: &[Mistake]) -> String {
 }
 
 impl Config {
-    /// Reads and checks a configuration file.
+    /// Reads and checks a configuration file; its relative paths are taken from its directory
+    /// ([`Config::resolve_paths`]).
     pub fn load(path: &Path) -> Result<Config, Error> {
         let text = std::fs::read_to_string(path).map_err(|cause| Error::Read {
             path: path.to_owned(),
             cause,
         })?;
-        Config::from_toml(&text).map_err(|mistakes| Error::Invalid {
+        let mut config = Config::from_toml(&text).map_err(|mistakes| Error::Invalid {
             path: path.to_owned(),
             mistakes,
-        })
+        })?;
+        config.resolve_paths(&paths::base_dir(path));
+        Ok(config)
+    }
+
+    /// [`Config::load`] for a command: the file given with `--config`, else [`DEFAULT_PATH`];
+    /// a missing default is [`Error::NoConfig`]. Returns the file's path with it.
+    pub fn load_for_command(given: Option<&Path>) -> Result<(PathBuf, Config), Error> {
+        if let Some(path) = given {
+            return Ok((path.to_owned(), Config::load(path)?));
+        }
+        let default = PathBuf::from(DEFAULT_PATH);
+        match Config::load(&default) {
+            Ok(config) => Ok((default, config)),
+            Err(Error::Read { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                Err(Error::NoConfig { default })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads and checks configuration text; on failure returns every mistake found.

@@ -45,7 +45,7 @@ pub struct Supervisor {
     pub failing_retry: Seconds,
     /// On shutdown, how long components get after SIGTERM before SIGKILL.
     pub stop_timeout: Seconds,
-    /// How many recent log lines are kept per component.
+    /// How many recent log lines are kept per component, and of the supervisor's own.
     pub log_lines: usize,
     /// The hardware watchdog.
     pub watchdog: Watchdog,

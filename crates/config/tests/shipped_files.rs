@@ -21,8 +21,16 @@ fn the_factory_defaults_of_the_image_load_and_name_the_image_paths() {
     assert_eq!(config.system.run_dir, Path::new("/run/postroom"));
 }
 
+/// Its relative paths are taken from its own directory, examples/, whatever the current
+/// directory: the data lands in the repository's dev-data/ for every command.
 #[test]
-fn the_dev_file_loads() {
+fn the_dev_file_loads_with_its_data_in_the_repositorys_dev_data() {
     let config = load("examples/dev.toml");
-    assert_eq!(config.system.data_dir, Path::new("./dev-data"));
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    assert_eq!(config.system.data_dir, examples.join("../dev-data"));
+    assert_eq!(config.system.run_dir, examples.join("../dev-data/run"));
+    assert_eq!(
+        config.link.modem.lock_dir,
+        examples.join("../dev-data/lock")
+    );
 }

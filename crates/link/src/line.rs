@@ -89,11 +89,16 @@ struct Ppp {
 }
 
 /// Locks the port, runs the init strings and dials. A connected line is returned with the
-/// report; otherwise the port and its lock are let go.
-pub async fn dial(cfg: &LineConfig, attempt: u32) -> (DialReport, Option<Line>) {
+/// report; otherwise the port and its lock are let go. A message on `abandon` (the link is
+/// stopping) aborts the dial and puts the modem on hook: [`DialReport::Abandoned`].
+pub async fn dial(
+    cfg: &LineConfig,
+    attempt: u32,
+    abandon: oneshot::Receiver<()>,
+) -> (DialReport, Option<Line>) {
     let span = tracing::info_span!("dial", device = %cfg.device.display(), attempt);
     async {
-        match dial_inner(cfg).await {
+        match dial_inner(cfg, abandon).await {
             Ok((outcome, line)) => (outcome, line),
             Err(e) => {
                 tracing::warn!(error = %e, "modem failed");
@@ -105,13 +110,21 @@ pub async fn dial(cfg: &LineConfig, attempt: u32) -> (DialReport, Option<Line>) 
     .await
 }
 
-async fn dial_inner(cfg: &LineConfig) -> Result<(DialReport, Option<Line>), ModemError> {
+async fn dial_inner(
+    cfg: &LineConfig,
+    mut abandon: oneshot::Receiver<()>,
+) -> Result<(DialReport, Option<Line>), ModemError> {
     let lock = PortLock::acquire(&cfg.lock_dir, &cfg.device)?;
     let mut modem = Modem::new(open_port(&cfg.device, cfg.speed)?);
-    modem.init(&cfg.init, cfg.command_timeout).await?;
-    let outcome = modem
-        .dial(&cfg.target, cfg.command_timeout, cfg.dial_timeout)
-        .await?;
+    let dialled = tokio::select! {
+        outcome = init_and_dial(&mut modem, cfg) => Some(outcome?),
+        // A dropped sender is no request to abandon.
+        Ok(()) = &mut abandon => None,
+    };
+    let Some(outcome) = dialled else {
+        abandon_dial(modem, lock, cfg).await;
+        return Ok((DialReport::Abandoned, None));
+    };
     match &outcome {
         DialOutcome::Answered { code, answer } => {
             tracing::info!(result = %code, answer = answer.as_str(), "dial ended");
@@ -130,6 +143,45 @@ async fn dial_inner(cfg: &LineConfig) -> Result<(DialReport, Option<Line>), Mode
         }
         DialOutcome::TimedOut => (DialReport::TimedOut, None),
     })
+}
+
+async fn init_and_dial(
+    modem: &mut Modem<SerialStream>,
+    cfg: &LineConfig,
+) -> Result<DialOutcome, ModemError> {
+    modem.init(&cfg.init, cfg.command_timeout).await?;
+    modem
+        .dial(&cfg.target, cfg.command_timeout, cfg.dial_timeout)
+        .await
+}
+
+/// Aborts a dial (or the init before it) and makes sure the modem is on hook: ATH after the
+/// modem's NO CARRIER, or the whole hang-up when the call got through meanwhile or the modem
+/// said nothing.
+async fn abandon_dial(mut modem: Modem<SerialStream>, lock: PortLock, cfg: &LineConfig) {
+    match modem.abort_dial(cfg.command_timeout).await {
+        Ok(Some(code)) if !matches!(code, postroom_modem::ResultCode::Connect(_)) => {
+            match modem.expect_ok("ATH", cfg.command_timeout).await {
+                Ok(_) => tracing::info!(answer = %code, "dial abandoned, on hook"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dial abandoned; the modem did not confirm ATH")
+                }
+            }
+        }
+        answer => {
+            match &answer {
+                Ok(Some(code)) => tracing::info!(answer = %code, "dial abandoned; hanging up"),
+                Ok(None) => tracing::info!("dial abandoned; no answer yet, hanging up"),
+                Err(e) => tracing::info!(error = %e, "dial abandoned; hanging up"),
+            }
+            let line = Line {
+                modem,
+                _lock: lock,
+                ppp: None,
+            };
+            line.hang_up(cfg).await;
+        }
+    }
 }
 
 impl Line {

@@ -66,6 +66,8 @@ pub enum DialReport {
     TimedOut,
     /// The modem could not be used at all (port locked, not there, init refused).
     ModemFailed(String),
+    /// The link is stopping: the dial was aborted and the modem put on hook.
+    Abandoned,
 }
 
 /// A hold's number.
@@ -542,6 +544,13 @@ impl Policy {
                 let record = failed_record(call, now, "modem failed", &why, true);
                 out.push(Action::LogCall(record));
                 self.give_up(now, format!("modem failed: {why}"), out);
+                return;
+            }
+            DialReport::Abandoned => {
+                let why = "the link is stopping";
+                let record = failed_record(call, now, "abandoned", why, true);
+                out.push(Action::LogCall(record));
+                self.give_up(now, why.to_owned(), out);
                 return;
             }
         };

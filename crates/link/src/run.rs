@@ -18,22 +18,23 @@ use crate::line::{LineConfig, UpCheck};
 use crate::policy::{Policy, PolicyConfig};
 use crate::store::CallLog;
 
-/// `postroom link --config FILE`.
+/// `postroom link [--config FILE]`.
 #[derive(Debug, Parser)]
 #[command(
     name = "postroom link",
     about = "the link to the ISP: permanent, or a modem dialled on demand"
 )]
 struct Args {
-    /// The configuration file.
-    #[arg(long)]
-    config: PathBuf,
+    /// The configuration file [default: /data/postroom/postroom.toml]. Its relative paths are
+    /// taken from its own directory.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 /// The entry point of `postroom link`.
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
-    let config = Config::load(&args.config)?;
+    let (_, config) = Config::load_for_command(args.config.as_deref())?;
     let _logging = postroom_logging::init("link")?;
     // One thread is plenty for one line and a control socket, and an idle worker thread costs
     // memory (docs/PERFORMANCE.md "Memory"). The call log's reads go to `spawn_blocking`.

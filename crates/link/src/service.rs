@@ -76,6 +76,8 @@ struct Service {
     events: broadcast::Sender<StateChange>,
     waiters: HashMap<HoldId, oneshot::Sender<HoldAnswer>>,
     inputs: mpsc::UnboundedSender<LineEvent>,
+    /// Abandons the dial in progress, if any.
+    abandon_dial: Option<oneshot::Sender<()>>,
 }
 
 /// What the line's tasks report.
@@ -102,6 +104,7 @@ pub fn start(
         events: events.clone(),
         waiters: HashMap::new(),
         inputs,
+        abandon_dial: None,
     };
     let task = tokio::spawn(async move {
         let mut stopping = false;
@@ -114,14 +117,22 @@ pub fn start(
                 None => Duration::from_secs(3600),
             };
             if stopping {
-                // Bring the line down through the policy, so the call is logged as usual; a
-                // dial in progress finishes first (its timeout bounds that).
+                // Bring the line down through the policy, so the call is logged as usual. A
+                // dial in progress is abandoned rather than waited for (a dial timeout is
+                // longer than the supervisor waits before SIGKILL, which would leave the modem
+                // dialling and a PPP program started after a late CONNECT without its parent).
                 match service.policy.state() {
                     LinkState::Connecting | LinkState::Up | LinkState::Waiting => {
                         service.feed(Input::Hangup);
                     }
                     LinkState::Down | LinkState::Permanent => break,
-                    LinkState::Dialling | LinkState::HangingUp => {}
+                    LinkState::Dialling => {
+                        if let Some(abandon) = service.abandon_dial.take() {
+                            tracing::info!("stopping: abandoning the dial");
+                            let _ = abandon.send(());
+                        }
+                    }
+                    LinkState::HangingUp => {}
                 }
             }
             tokio::select! {
@@ -138,6 +149,7 @@ pub fn start(
                 Some(event) = input_rx.recv() => match event {
                     LineEvent::Input(input) => service.feed(input),
                     LineEvent::Dialled(report, line) => {
+                        service.abandon_dial = None;
                         service.line = line;
                         service.feed(Input::DialDone(report));
                     }
@@ -201,8 +213,10 @@ impl Service {
             Action::Dial { attempt } => {
                 let cfg = Arc::clone(&self.line_cfg);
                 let inputs = self.inputs.clone();
+                let (abandon, abandoned) = oneshot::channel();
+                self.abandon_dial = Some(abandon);
                 tokio::spawn(async move {
-                    let (report, line) = line::dial(&cfg, attempt).await;
+                    let (report, line) = line::dial(&cfg, attempt, abandoned).await;
                     let _ = inputs.send(LineEvent::Dialled(report, line));
                 });
             }

@@ -9,6 +9,7 @@ use postroom_config::link::Mode;
 use postroom_control::{Client, Method, StatusCode};
 use postroom_link::api::HoldReply;
 use postroom_link::store::LoggedCall;
+use postroom_modem_sim::{Answer, Behaviour, Simulator};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tracing_subscriber::layer::SubscriberExt;
@@ -19,8 +20,9 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The stand-in for pppd. It gets the serial line as stdin and stdout, as pppd does. It sends
 /// a probe across the line and reads it back (the simulator's far end is a loopback), and only
 /// then makes the "ISP's host" answer on the port given as its argument, which is what the
-/// link's up check waits for.
+/// link's up check waits for. It leaves its pid beside itself, in `pppd-standin.pid`.
 const PPPD_STANDIN: &str = r#"#!/bin/sh
+echo $$ > "$0.pid"
 printf 'LCP-PROBE'
 probe=$(dd bs=1 count=9 2>/dev/null)
 [ "$probe" = "LCP-PROBE" ] || { echo "no data across the line: $probe" >&2; exit 3; }
@@ -399,7 +401,13 @@ async fn stopping_while_up_hangs_up_and_logs_the_call() {
         .await
         .unwrap();
     assert_eq!(hold.state, "up");
+    let pppd = std::fs::read_to_string(keep_path(&rig, "pppd-standin.pid")).unwrap();
+    let pppd: i32 = pppd.trim().parse().unwrap();
     let keep = rig.stop_keeping_dir().await;
+    assert!(
+        process_ended(pppd),
+        "the PPP program {pppd} outlived the link"
+    );
 
     let log = postroom_link::store::CallLog::open(&data.join("link.redb")).unwrap();
     let calls = log.recent(10).unwrap();
@@ -414,6 +422,71 @@ async fn stopping_while_up_hangs_up_and_logs_the_call() {
         "lock left behind"
     );
     drop(keep);
+}
+
+/// Stopping the link while it dialled used to wait for the dial to end: up to the dial
+/// timeout (90 s by default), far past the supervisor's SIGKILL (10 s), which left the modem
+/// dialling and a PPP program started on a late CONNECT without its parent. The dial is
+/// abandoned now: aborted, the modem put on hook, the port's lock let go, the attempt logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_while_dialling_abandons_the_dial_and_puts_the_modem_on_hook() {
+    let sim = Simulator::start(
+        Behaviour {
+            answer: Answer::Connect(33600),
+            dial_delay: Duration::from_secs(60),
+            ..Behaviour::default()
+        },
+        None,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), |c| {
+        c.link.modem.device = sim.path().display().to_string();
+        c.link.modem.dial_timeout_secs = 90;
+    });
+    let data = config.system.data_dir.clone();
+    let lock_dir = config.link.modem.lock_dir.clone();
+    let rig = Rig::start(dir, config).await;
+    let _: Value = rig.client().post_json("/dial", &()).await.unwrap();
+    let started = Instant::now();
+    while sim.stats().dials.is_empty() {
+        assert!(started.elapsed() < WAIT, "the modem was never dialled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let stopping = Instant::now();
+    let keep = rig.stop_keeping_dir().await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    let stats = sim.stats();
+    assert_eq!(stats.connects, 0, "{stats:?}");
+    assert_eq!(stats.hangups, 1, "ATH after the aborted dial: {stats:?}");
+    assert!(
+        std::fs::read_dir(&lock_dir).unwrap().next().is_none(),
+        "lock left behind"
+    );
+    let log = postroom_link::store::CallLog::open(&data.join("link.redb")).unwrap();
+    let calls = log.recent(10).unwrap();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].record.result, "abandoned");
+    assert!(calls[0].record.gave_up);
+    drop(keep);
+}
+
+/// A path in the rig's directory.
+fn keep_path(rig: &Rig, name: &str) -> PathBuf {
+    rig._dir.path().join(name)
+}
+
+/// Whether process `pid` has ended: gone, or a zombie nobody has collected yet.
+fn process_ended(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|end| stat[end + 1..].split_whitespace().next())
+            .is_some_and(|state| state == "Z"),
+    }
 }
 
 /// The attacker's case: a `POST /hold` whose client disconnects while the link is still

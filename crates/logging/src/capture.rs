@@ -6,9 +6,10 @@ use std::io;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tracing::Level;
 
-/// The target of events re-emitted by [`relay`]; [`crate::LineFormat`] prints them under the
-/// child's name.
-pub(crate) const RELAY_TARGET: &str = "postroom::child";
+/// The target of events re-emitted for a child, by [`relay`] or with a `component` field;
+/// [`crate::LineFormat`] prints them under the child's name, and they are not the relaying
+/// process's own lines ([`crate::init_with_own_lines`]).
+pub const RELAY_TARGET: &str = "postroom::child";
 
 /// One line a child wrote in [`crate::LineFormat`], taken apart.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@
 
 mod capture;
 mod format;
+mod own;
 
 use std::path::Path;
 
@@ -24,8 +25,9 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use capture::{LogLine, RecentLines, read_lines, relay};
+pub use capture::{LogLine, RELAY_TARGET, RecentLines, read_lines, relay};
 pub use format::LineFormat;
+pub use own::OwnLines;
 
 /// The environment variable that chooses the output: `auto` (the default), `stderr` or
 /// `journald`.
@@ -71,6 +73,17 @@ pub enum Error {
 /// [`Targets`], which needs no regular-expression engine in the firmware. The output is chosen by [`OUTPUT_ENV`]; on `auto` it is
 /// journald when [`JOURNAL_SOCKET`] exists. When journald cannot be reached, stderr is used.
 pub fn init(component: &str) -> Result<Output, Error> {
+    init_with(component, None)
+}
+
+/// Like [`init`], and every event of this process's own is also handed to `own`, as one line
+/// in [`LineFormat`], whatever the output; the lines of children it relays are not. The
+/// supervisor keeps them for `ctl logs supervisor`.
+pub fn init_with_own_lines(component: &str, own: OwnLines) -> Result<Output, Error> {
+    init_with(component, Some(own))
+}
+
+fn init_with(component: &str, own: Option<OwnLines>) -> Result<Output, Error> {
     let (filter, bad_filter) = filter_from_env();
     let wanted = std::env::var(OUTPUT_ENV).unwrap_or_default();
     let try_journald = match wanted.as_str() {
@@ -107,6 +120,7 @@ pub fn init(component: &str) -> Result<Output, Error> {
         .with(filter)
         .with(journald)
         .with(stderr)
+        .with(own.map(|sink| own::layer(component, sink)))
         .try_init()
         .map_err(|e| Error::AlreadySet(e.to_string()))?;
 

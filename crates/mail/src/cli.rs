@@ -18,7 +18,8 @@ use crate::app::{App, Prepared};
     about = "Run the mail component: SMTP, IMAP, POP3"
 )]
 struct Args {
-    /// The configuration file.
+    /// The configuration file [default: /data/postroom/postroom.toml]. Its relative paths are
+    /// taken from its own directory.
     #[arg(long, short, value_name = "FILE")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -40,8 +41,7 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         println!("{hash}");
         return Ok(());
     }
-    let path = args.config.context("--config FILE is needed")?;
-    let config = Config::load(&path)?;
+    let (path, config) = Config::load_for_command(args.config.as_deref())?;
     let _ = postroom_logging::init("mail");
     serve(config, &path)
 }

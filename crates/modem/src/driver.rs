@@ -180,15 +180,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Modem<S> {
                 })
             }
             Err(Error::Timeout { .. }) => {
-                // V.250 6.3.1: any character received while dialling aborts the call; the
-                // modem then answers NO CARRIER (or OK), which is read and dropped.
-                self.write(b"\r").await?;
-                let deadline = Instant::now() + command_limit;
-                let _ = self.read_events(deadline).await;
+                self.abort_dial(command_limit).await?;
                 Ok(DialOutcome::TimedOut)
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Abandons a dial in progress: V.250 6.3.1, any character received while dialling aborts
+    /// the call. Returns the modem's answer to that: NO CARRIER (or OK) when aborted, CONNECT
+    /// when the call got through first, `None` when it said nothing within `limit` (a modem
+    /// that was not dialling at all ignores the empty line).
+    pub async fn abort_dial(&mut self, limit: Duration) -> Result<Option<ResultCode>, Error> {
+        self.write(b"\r").await?;
+        let deadline = Instant::now() + limit;
+        while let Some(events) = self.read_events(deadline).await? {
+            for event in events {
+                match event {
+                    Event::Result(ResultCode::Ring) => {}
+                    Event::Result(code) => return Ok(Some(code)),
+                    _ => {}
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Bytes that arrived right after CONNECT, before the data carrier took over.

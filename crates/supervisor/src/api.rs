@@ -7,7 +7,8 @@
 //! | `POST /components/{name}/restart` | [`RestartReply`]; 404 for an unknown component |
 //! | `POST /reload` | [`ReloadReply`]: the configuration read again and applied, SIGHUP to |
 //! | | the running components; 400 with the mistakes if it has any |
-//! | `GET /logs?component=NAME&lines=N` | [`LogsReply`] |
+//! | `GET /logs?component=NAME&lines=N` | [`LogsReply`]: NAME a component or `supervisor`; 404 |
+//! | | naming the valid names for another |
 //! | `POST /debug/stall` | only with `supervisor.debug_hooks`: blocks the main loop |
 //!
 //! The server runs on the runtime's worker thread, apart from the main loop, so `/status` and
@@ -23,7 +24,7 @@ use postroom_control::{ApiError, Health, Status};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::logs::LogBook;
+use crate::logs::{LogBook, OWN_LOG};
 use crate::status::{
     ComponentStatus, LogsReply, ReloadReply, RestartReply, StallRequest, SupervisorDetail,
 };
@@ -152,15 +153,29 @@ async fn logs(
     let components = match query.component {
         None => shared.logs.tails(lines),
         Some(name) => {
-            let known = lock(&shared.components).iter().any(|c| c.name == name);
-            if !known {
-                return Err(ApiError::not_found(format!("no component named {name:?}")));
+            let names = log_names(&shared);
+            if !names.contains(&name) {
+                return Err(ApiError::not_found(format!(
+                    "no log named {name:?}; the logs are: {}",
+                    names.join(", ")
+                )));
             }
             let tail = shared.logs.tail(&name, lines);
             [(name, tail)].into_iter().collect()
         }
     };
     Ok(Json(LogsReply { components }))
+}
+
+/// The names `GET /logs` knows: the supervisor's own, the configured components, and those
+/// removed by a reload whose lines are still kept; in name order.
+fn log_names(shared: &Shared) -> Vec<String> {
+    let mut names = shared.logs.names();
+    names.push(OWN_LOG.to_owned());
+    names.extend(lock(&shared.components).iter().map(|c| c.name.clone()));
+    names.sort();
+    names.dedup();
+    names
 }
 
 async fn stall(

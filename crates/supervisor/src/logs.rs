@@ -1,9 +1,11 @@
-//! The recent log lines of every component, read from the children's stdout and stderr.
+//! The recent log lines of every component, read from the children's stdout and stderr, and the
+//! supervisor's own under [`OWN_LOG`].
 //!
 //! Each line goes into a ring of the last `capacity` lines of its component (for `ctl logs`,
 //! the failing report, and later the web page and console), and on to the supervisor's own log
 //! output with the component's name (through `postroom_logging::relay`, at the level the
-//! component logged it), so journald or the terminal shows everything in one place.
+//! component logged it), so journald or the terminal shows everything in one place. The
+//! supervisor's own events reach its ring through [`LogBook::own_lines`], relayed ones left out.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+/// The name the supervisor's own lines are kept under, beside the components' names.
+pub const OWN_LOG: &str = "supervisor";
 
 /// A line longer than this is cut; a component printing a huge blob must not eat memory.
 const MAX_LINE: usize = 4096;
@@ -65,6 +70,27 @@ impl LogBook {
             ring.pop_front();
         }
         ring.push_back(line);
+    }
+
+    /// A sink for `postroom_logging::init_with_own_lines` that keeps the supervisor's own
+    /// events, each a line as on stderr, under [`OWN_LOG`].
+    pub fn own_lines(&self) -> postroom_logging::OwnLines {
+        let book = self.clone();
+        let pid = std::process::id() as i32;
+        Arc::new(move |text: &str| {
+            let line = LogLine {
+                at_ms: now_ms(),
+                pid,
+                stream: Stream::Stderr,
+                text: text.to_owned(),
+            };
+            book.push(OWN_LOG, line);
+        })
+    }
+
+    /// The names that have lines, in name order.
+    pub fn names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
     }
 
     /// The last `limit` lines of `component`, oldest first.
@@ -125,7 +151,9 @@ pub async fn follow(
             // A component's tracing events, in postroom-logging's line format: re-emitted at
             // the component's own level.
             Stream::Stderr => postroom_logging::relay(&component, &text),
-            Stream::Stdout => tracing::info!(component, pid, "{text}"),
+            Stream::Stdout => {
+                tracing::info!(target: postroom_logging::RELAY_TARGET, component, pid, "{text}")
+            }
         }
         book.push(
             &component,

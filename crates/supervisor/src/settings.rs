@@ -34,8 +34,6 @@ pub struct Settings {
     pub policy: RespawnPolicy,
     /// Between SIGTERM and SIGKILL.
     pub stop_timeout: Duration,
-    /// Lines kept per component.
-    pub log_lines: usize,
     /// The watchdog thread's settings.
     pub petting: Petting,
     /// A critical component failing this long stops the petting.
@@ -108,7 +106,6 @@ impl Settings {
                 failing_delay: section.failing_retry.0,
             },
             stop_timeout: section.stop_timeout.0,
-            log_lines: section.log_lines,
             petting: Petting {
                 device: section.watchdog.device.clone(),
                 timeout_secs: section.watchdog.timeout,

@@ -38,8 +38,9 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How many log lines a failing component's status carries.
 const FAILING_LINES: usize = 10;
 
-/// Runs the supervisor until SIGTERM or SIGINT.
-pub fn run(settings: Settings) -> Result<(), Error> {
+/// Runs the supervisor until SIGTERM or SIGINT, keeping the components' recent lines in `logs`
+/// (where the supervisor's own already go, see `cli::run`).
+pub fn run(settings: Settings, logs: LogBook) -> Result<(), Error> {
     // Orphans of our components come to us rather than to init, so we reap them and can stop
     // them at shutdown.
     if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
@@ -51,7 +52,7 @@ pub fn run(settings: Settings) -> Result<(), Error> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    runtime.block_on(Supervisor::new(settings).run())
+    runtime.block_on(Supervisor::new(settings, logs).run())
 }
 
 /// One component's process while it runs.
@@ -151,7 +152,7 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(settings: Settings) -> Supervisor {
+    fn new(settings: Settings, logs: LogBook) -> Supervisor {
         let now = Instant::now();
         let components = settings
             .components
@@ -159,7 +160,7 @@ impl Supervisor {
             .map(|spec| Component::new(spec.clone(), now))
             .collect();
         Supervisor {
-            logs: LogBook::new(settings.log_lines),
+            logs,
             settings,
             components,
             gate: Arc::new(Gate::new()),

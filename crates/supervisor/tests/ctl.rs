@@ -72,6 +72,98 @@ fn ctl_restart_reload_and_logs_act_on_the_running_components() {
     );
 }
 
+/// `postroom ctl logs | head` used to panic: `println!` to a closed pipe. Every subcommand
+/// now ends quietly, with exit 0, however much it had left to print.
+#[test]
+fn ctl_to_a_reader_that_went_away_ends_quietly() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["logs"],
+        &["logs", "mail", "--json"],
+        &["reload"],
+    ] {
+        let output = appliance.ctl_into_closed_pipe(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "ctl {args:?}: {output:?}");
+        assert!(stderr.is_empty(), "ctl {args:?} said: {stderr}");
+    }
+}
+
+/// `ctl logs supervisor` used to answer 404: the supervisor's own events went only to journald
+/// or stderr. They are kept like a component's lines now, without the children's relayed ones;
+/// an unknown name is told the names there are.
+#[test]
+fn ctl_logs_supervisor_shows_its_own_lines_and_an_unknown_name_the_valid_ones() {
+    let appliance =
+        Appliance::start("[supervisor.components.mail]\n[supervisor.components.link]\n");
+    appliance.wait_up(&["mail", "link"], Duration::from_secs(30));
+
+    common::eventually(
+        "mail up in ctl logs supervisor",
+        Duration::from_secs(15),
+        || {
+            let logs = appliance.ctl(&["logs", "supervisor"]);
+            assert!(logs.status.success(), "{logs:?}");
+            let text = String::from_utf8_lossy(&logs.stdout);
+            assert!(text.lines().all(|l| l.starts_with("supervisor[")), "{text}");
+            assert!(!text.contains("stand-in"), "a child's line: {text}");
+            text.contains("INFO supervisor: up component=mail")
+        },
+    );
+    let all = appliance.ctl(&["logs"]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert!(all.lines().any(|l| l.starts_with("supervisor[")), "{all}");
+
+    let unknown = appliance.ctl(&["logs", "nosuch"]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+    let message = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        message.contains(r#"no log named "nosuch"; the logs are: link, mail, supervisor"#),
+        "{message}"
+    );
+}
+
+/// A relative `run_dir` used to be taken from each process's current directory: ctl run from
+/// anywhere but where `postroom run` was started looked for the sockets in the wrong place.
+/// It is taken from the file's directory now, by the supervisor, its components and ctl alike.
+#[test]
+fn relative_paths_are_the_files_own_for_run_its_components_and_ctl() {
+    let appliance = Appliance::start_relative("[supervisor.components.mail]\n");
+    appliance.wait_up(&["mail"], Duration::from_secs(30));
+    assert!(appliance.path("run/supervisor.sock").exists());
+    assert!(appliance.path("run/mail.sock").exists());
+
+    let status = appliance.ctl(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    assert!(std::env::current_dir().unwrap() != appliance.dir.path());
+}
+
+/// Without `--config`, ctl reads the image's live file; where there is none it says so.
+#[test]
+fn ctl_without_a_config_names_the_default_it_tried() {
+    let default = std::path::Path::new(postroom_config::DEFAULT_PATH);
+    if default.exists() {
+        eprintln!("skipping: {} exists here", default.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let output = common::ctl_without_config(dir.path(), &["status"]);
+    assert!(!output.status.success(), "{output:?}");
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains(
+            "no configuration file: none was given with --config FILE, and the default \
+             /data/postroom/postroom.toml does not exist"
+        ),
+        "{message}"
+    );
+}
+
 #[test]
 fn ctl_reload_applies_the_configuration_and_refuses_one_with_mistakes() {
     let appliance =

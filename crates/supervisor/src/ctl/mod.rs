@@ -2,9 +2,12 @@
 //!
 //! Each subcommand is one variant of [`Command`] and one arm in [`Command::run`]; a new one
 //! (`ctl queue`, `ctl link`) adds a variant and a module beside `supervisor.rs`. Every
-//! subcommand gets a [`Ctl`]: the configuration and the `--json` choice.
+//! subcommand gets a [`Ctl`]: the configuration and the `--json` choice, and prints only
+//! through `output`'s `out!` and `outln!`, so that every one of them ends quietly when its
+//! reader goes away (`postroom ctl logs | head`).
 
 mod link;
+mod output;
 mod queue;
 mod supervisor;
 
@@ -23,9 +26,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Parser)]
 #[command(name = "postroom ctl", about = "Talk to a running appliance")]
 struct Args {
-    /// The configuration file of the running appliance (it says where the sockets are).
+    /// The configuration file of the running appliance, which says where the sockets are
+    /// [default: /data/postroom/postroom.toml].
     #[arg(long, short, value_name = "FILE")]
-    config: PathBuf,
+    config: Option<PathBuf>,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     json: bool,
@@ -97,23 +101,28 @@ impl Command {
     }
 }
 
-/// `postroom ctl --config FILE [--json] COMMAND`.
+/// `postroom ctl [--config FILE] [--json] COMMAND`.
 pub fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
     let ctl = Ctl {
-        config: load(&args.config)?,
+        config: load(args.config.as_deref())?,
         json: args.json,
     };
-    args.command.run(&ctl)
+    match args.command.run(&ctl) {
+        // The reader has all it wanted (`| head`); like other Unix tools, that is no failure.
+        Err(e) if e.is::<output::StdoutClosed>() => Ok(()),
+        result => result,
+    }
 }
 
 /// Loads the configuration. One with mistakes still says where the sockets are, and ctl is
 /// most needed just then (to see what a bad reload did), so it is used leniently: the
 /// defaults, with its `system.run_dir`, and a warning.
-fn load(path: &Path) -> anyhow::Result<Config> {
-    match Config::load(path) {
-        Ok(config) => Ok(config),
+fn load(given: Option<&Path>) -> anyhow::Result<Config> {
+    match Config::load_for_command(given) {
+        Ok((_, config)) => Ok(config),
         Err(e @ postroom_config::Error::Invalid { .. }) => {
+            let path = given.unwrap_or(Path::new(postroom_config::DEFAULT_PATH));
             eprintln!("warning: using only system.run_dir of a file with mistakes:\n{e}");
             let mut config = Config::default();
             if let Some(run_dir) = lenient_run_dir(path) {
@@ -125,11 +134,14 @@ fn load(path: &Path) -> anyhow::Result<Config> {
     }
 }
 
-/// `system.run_dir` from a file that may have mistakes elsewhere.
+/// `system.run_dir` from a file that may have mistakes elsewhere, taken from the file's
+/// directory when relative, as [`Config::load`] does.
 fn lenient_run_dir(path: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(path).ok()?;
     let table: toml::Table = toml::from_str(&text).ok()?;
-    Some(PathBuf::from(
-        table.get("system")?.get("run_dir")?.as_str()?,
+    let run_dir = table.get("system")?.get("run_dir")?.as_str()?;
+    Some(postroom_config::paths::resolve(
+        &postroom_config::paths::base_dir(path),
+        Path::new(run_dir),
     ))
 }

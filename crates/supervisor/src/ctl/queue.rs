@@ -6,6 +6,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use super::Ctl;
+use super::output::{out, outln};
 
 /// `postroom ctl queue ...`.
 #[derive(Debug, Clone, Subcommand)]
@@ -35,31 +36,31 @@ pub fn run(ctl: &Ctl, command: Option<QueueCommand>) -> anyhow::Result<()> {
         QueueCommand::List => {
             let listing: Value = client.get_json("/queue")?;
             if ctl.json {
-                println!("{}", serde_json::to_string_pretty(&listing)?);
+                outln!("{}", serde_json::to_string_pretty(&listing)?)?;
             } else {
-                print!("{}", render(&listing, now()));
+                out!("{}", render(&listing, now()))?;
             }
         }
         QueueCommand::Flush => {
             let reply: Value = client.post_json("/queue/flush", &())?;
             if ctl.json {
-                println!("{reply}");
+                outln!("{reply}")?;
             } else {
-                print!("{}", render_flush(&reply));
+                out!("{}", render_flush(&reply))?;
             }
         }
         QueueCommand::Delete { id } => {
             client.delete(&format!("/queue/{id}"))?;
             if !ctl.json {
-                println!("{id} deleted");
+                outln!("{id} deleted")?;
             }
         }
         QueueCommand::Bounce { id } => {
             let reply: Value = client.post_json(&format!("/queue/{id}/bounce"), &())?;
             if ctl.json {
-                println!("{reply}");
+                outln!("{reply}")?;
             } else {
-                println!("{id} bounced: the sender gets a failure notice");
+                outln!("{id} bounced: the sender gets a failure notice")?;
             }
         }
     }

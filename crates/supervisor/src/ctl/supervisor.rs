@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use postroom_control::Status;
 
 use super::Ctl;
+use super::output::{out, outln};
 use crate::logs::{LogLine, Stream};
 use crate::status::{
     ComponentStatus, LogsReply, ReloadReply, RestartReply, State, SupervisorDetail,
@@ -15,11 +16,11 @@ pub fn status(ctl: &Ctl) -> anyhow::Result<()> {
     let client = ctl.client("supervisor")?;
     if ctl.json {
         let value: serde_json::Value = client.get_json("/status")?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        outln!("{}", serde_json::to_string_pretty(&value)?)?;
         return Ok(());
     }
     let status: Status<SupervisorDetail> = client.get_json("/status")?;
-    print!("{}", render_status(&status));
+    out!("{}", render_status(&status))?;
     Ok(())
 }
 
@@ -28,9 +29,9 @@ pub fn restart(ctl: &Ctl, name: &str) -> anyhow::Result<()> {
     let path = format!("/components/{name}/restart");
     let reply: RestartReply = ctl.client("supervisor")?.post_json(&path, &())?;
     if ctl.json {
-        println!("{}", serde_json::to_string(&reply)?);
+        outln!("{}", serde_json::to_string(&reply)?)?;
     } else {
-        println!("restarting {}", reply.restarting);
+        outln!("restarting {}", reply.restarting)?;
     }
     Ok(())
 }
@@ -39,7 +40,7 @@ pub fn restart(ctl: &Ctl, name: &str) -> anyhow::Result<()> {
 pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
     let reply: ReloadReply = ctl.client("supervisor")?.post_json("/reload", &())?;
     if ctl.json {
-        println!("{}", serde_json::to_string(&reply)?);
+        outln!("{}", serde_json::to_string(&reply)?)?;
     } else {
         for (what, names) in [
             ("started", &reply.started),
@@ -47,13 +48,13 @@ pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
             ("restarted", &reply.restarted),
         ] {
             if !names.is_empty() {
-                println!("{what}: {}", names.join(", "));
+                outln!("{what}: {}", names.join(", "))?;
             }
         }
         if reply.signalled.is_empty() {
-            println!("no running component to ask to reload");
+            outln!("no running component to ask to reload")?;
         } else {
-            println!("asked to reload: {}", reply.signalled.join(", "));
+            outln!("asked to reload: {}", reply.signalled.join(", "))?;
         }
     }
     Ok(())
@@ -75,12 +76,12 @@ pub fn logs(ctl: &Ctl, name: Option<&str>, lines: usize) -> anyhow::Result<()> {
     }
     let reply: LogsReply = ctl.client("supervisor")?.get_json(&path)?;
     if ctl.json {
-        println!("{}", serde_json::to_string_pretty(&reply)?);
+        outln!("{}", serde_json::to_string_pretty(&reply)?)?;
         return Ok(());
     }
     for (component, lines) in &reply.components {
         for line in lines {
-            println!("{}", render_line(component, line));
+            outln!("{}", render_line(component, line))?;
         }
     }
     Ok(())
@@ -182,7 +183,7 @@ fn render_line(component: &str, line: &LogLine) -> String {
 }
 
 /// `3d04h`, `2h03m`, `5m07s`, `42s`.
-fn duration(secs: u64) -> String {
+pub(super) fn duration(secs: u64) -> String {
     let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
     match (d, h, m) {
         (0, 0, 0) => format!("{s}s"),

@@ -37,24 +37,41 @@ impl Appliance {
         Appliance::start_text(rest, &[], false)
     }
 
+    /// Like [`Appliance::start`], but the file says `run_dir = "run"`, and the supervisor is
+    /// started in the temporary directory with `--config postroom.toml`, both relative; `ctl`
+    /// is still run from the test's own directory with the file's full path.
+    pub fn start_relative(rest: &str) -> Appliance {
+        Appliance::start_in(rest, &[], true, true)
+    }
+
     /// Like [`Appliance::start`], with extra environment variables for the supervisor.
     pub fn start_with_env(rest: &str, env: &[(&str, &str)]) -> Appliance {
         Appliance::start_text(rest, env, true)
     }
 
     fn start_text(rest: &str, env: &[(&str, &str)], only_named: bool) -> Appliance {
+        Appliance::start_in(rest, env, only_named, false)
+    }
+
+    fn start_in(rest: &str, env: &[(&str, &str)], only_named: bool, relative: bool) -> Appliance {
         let dir = tempfile::tempdir().expect("temporary directory");
         let config = dir.path().join("postroom.toml");
-        let text = config_text(dir.path(), rest, only_named);
+        let mut text = config_text(dir.path(), rest, only_named);
+        if relative {
+            text = text.replace(&dir.path().join("run").display().to_string(), "run");
+        }
         std::fs::write(&config, text).expect("write the configuration");
         let log = dir.path().join("supervisor.log");
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
         let mut command = Command::new(HARNESS);
+        command.arg("run").arg("--config");
+        if relative {
+            command.current_dir(dir.path()).arg("postroom.toml");
+        } else {
+            command.arg(&config);
+        }
         command
-            .arg("run")
-            .arg("--config")
-            .arg(&config)
             .env("POSTROOM_LOG", "stderr")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
@@ -113,6 +130,23 @@ impl Appliance {
             .args(args)
             .output()
             .expect("run ctl")
+    }
+
+    /// Runs `harness ctl --config FILE ARGS...` with its standard output a pipe whose reading
+    /// end is closed before ctl writes anything, as `ctl logs | head` leaves it; the output has
+    /// stderr only.
+    pub fn ctl_into_closed_pipe(&self, args: &[&str]) -> Output {
+        let mut child = Command::new(HARNESS)
+            .arg("ctl")
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run ctl");
+        drop(child.stdout.take());
+        child.wait_with_output().expect("ctl ends")
     }
 
     /// `ctl status --json`, or `None` while the supervisor does not answer.
@@ -240,11 +274,23 @@ fn config_text(dir: &Path, rest: &str, only_named: bool) -> String {
     if only_named {
         for name in postroom_config::supervisor::COMPONENTS {
             if !rest.contains(&format!("[supervisor.components.{name}]")) {
-                text.push_str(&format!("\n[supervisor.components.{name}]\nenabled = false\n"));
+                text.push_str(&format!(
+                    "\n[supervisor.components.{name}]\nenabled = false\n"
+                ));
             }
         }
     }
     text
+}
+
+/// Runs `harness ctl ARGS...` without `--config`, from `dir`.
+pub fn ctl_without_config(dir: &Path, args: &[&str]) -> Output {
+    Command::new(HARNESS)
+        .arg("ctl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run ctl")
 }
 
 /// One component in a `ctl status --json` answer.
