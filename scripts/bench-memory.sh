@@ -46,7 +46,7 @@ trap 'echo "$0: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 if [ -z "${POSTROOM_BIN:-}" ]; then
     TARGET=${TARGET:-x86_64-unknown-linux-musl}
     "$ROOT/scripts/build-firmware.sh" "$TARGET" >&2
-    POSTROOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/$TARGET/release/postroom"
+    POSTROOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/firmware/$TARGET/postroom"
 fi
 [ -x "$POSTROOM_BIN" ] || {
     echo "$0: no binary at $POSTROOM_BIN" >&2
