@@ -572,3 +572,26 @@ fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
         "{out}"
     );
 }
+
+#[test]
+fn list_shows_a_deleted_parent_as_noselect_so_its_children_stay_reachable() {
+    let h = Harness::new();
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a CREATE Projects.2026\r\nb DELETE Projects\r\n");
+    assert!(out.contains("b OK"), "{out}");
+
+    // RFC 3501 section 6.3.8: `%` returns the level above Projects.2026 even though it is no
+    // mailbox any more, or a client that lists one level at a time never finds the child.
+    let out = send(&mut s, "c LIST \"\" \"%\"\r\n");
+    assert!(
+        out.contains("* LIST (\\Noselect \\HasChildren) \".\" \"Projects\"\r\n"),
+        "{out}"
+    );
+    let out = send(&mut s, "d LIST \"\" \"Projects.%\"\r\n");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren) \".\" \"Projects.2026\"\r\n"),
+        "{out}"
+    );
+    let out = send(&mut s, "e SELECT Projects\r\n");
+    assert!(out.contains("e NO"), "{out}");
+}
