@@ -292,6 +292,8 @@ pub struct Policy {
     idle_since: Option<Timestamp>,
     last_hangup: Option<Timestamp>,
     hangup_cause: Option<HangupCause>,
+    /// A hang-up asked for while dialling, carried out when the dial ends.
+    hangup_asked: bool,
     last_failure: Option<String>,
 }
 
@@ -320,6 +322,7 @@ impl Policy {
             idle_since: None,
             last_hangup: None,
             hangup_cause: None,
+            hangup_asked: false,
             last_failure: None,
         }
     }
@@ -450,7 +453,8 @@ impl Policy {
                 self.set_state(now, LinkState::Down, "redial cancelled by hand".into(), out);
             }
             // A dial in progress is left to finish (its timeout bounds it); hanging up then
-            // would race the modem's own result.
+            // would race the modem's own result. The call ends when the dial does.
+            LinkState::Dialling => self.hangup_asked = true,
             _ => {}
         }
     }
@@ -497,6 +501,7 @@ impl Policy {
         if reason == CallReason::Schedule || self.next_scheduled.is_some_and(|t| now >= t) {
             self.next_scheduled = self.cfg.schedule.as_ref().and_then(|s| s.next_call(now));
         }
+        self.hangup_asked = false;
         self.call = Some(Call {
             reason,
             attempt: 0,
@@ -529,6 +534,7 @@ impl Policy {
         if self.state != LinkState::Dialling {
             return;
         }
+        let cancelled = std::mem::take(&mut self.hangup_asked);
         let Some(call) = self.call.as_mut() else {
             return;
         };
@@ -547,14 +553,37 @@ impl Policy {
         };
         call.answer = answer.clone();
 
+        if cancelled && !matches!(code, Some(ResultCode::Connect(_))) {
+            let result = code.map_or_else(|| "timeout".to_owned(), |c| c.to_string());
+            out.push(Action::LogCall(failed_record(
+                call, now, &result, &answer, true,
+            )));
+            self.call = None;
+            self.redial_at = None;
+            self.fail_holds("call cancelled by hand".into(), out);
+            let detail = format!("{result}; call cancelled by hand, no redial");
+            self.set_state(now, LinkState::Down, detail, out);
+            return;
+        }
+
         match code {
             Some(ResultCode::Connect(rate)) => {
                 call.connected = Some(now);
-                let detail = match rate {
-                    Some(rate) => format!("CONNECT {rate}, starting PPP"),
-                    None => "CONNECT, starting PPP".to_owned(),
-                };
-                self.set_state(now, LinkState::Connecting, detail, out);
+                let rate = rate.map(|r| format!(" {r}")).unwrap_or_default();
+                if cancelled {
+                    // The line is connected and costs money: hang up before PPP starts.
+                    let detail = format!("CONNECT{rate}, hanging up as asked while dialling");
+                    self.set_state(now, LinkState::Connecting, detail, out);
+                    self.last_failure = Some("call cancelled by hand".into());
+                    self.hang_up(now, HangupCause::Manual, out);
+                    return;
+                }
+                self.set_state(
+                    now,
+                    LinkState::Connecting,
+                    format!("CONNECT{rate}, starting PPP"),
+                    out,
+                );
                 out.push(Action::StartPpp);
             }
             Some(ResultCode::NoDialtone) => {

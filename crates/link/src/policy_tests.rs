@@ -384,3 +384,36 @@ fn manual_hangup_while_waiting_cancels_the_redial() {
     assert_eq!(w.dials.len(), 1);
     assert_eq!(w.failed[0].0, id);
 }
+
+/// `ctl link hangup` while the modem dials: the call that then connects is hung up at once
+/// instead of coming up and staying up until the idle timeout.
+#[test]
+fn manual_hangup_while_dialling_hangs_up_when_the_call_connects() {
+    let mut w = World::new(config(), [answered(ResultCode::Connect(Some(33600)))]);
+    let id = w.hold("mail");
+    w.run_for(secs(5));
+    assert_eq!(w.policy.state(), LinkState::Dialling);
+    w.input(Input::Hangup);
+    w.run_for(secs(60));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    assert_eq!(w.hangups, vec![HangupCause::Manual]);
+    assert!(w.up.is_empty(), "the link never came up");
+    assert_eq!(w.failed[0].0, id);
+    assert_eq!(w.calls.len(), 1);
+    assert_eq!(w.calls[0].hangup, Some(HangupCause::Manual));
+    assert_eq!(w.dials.len(), 1);
+}
+
+/// `ctl link hangup` while the modem dials and then hears BUSY: no redial.
+#[test]
+fn manual_hangup_while_dialling_cancels_the_redial() {
+    let mut w = World::new(config(), [answered(ResultCode::Busy)]);
+    let id = w.hold("mail");
+    w.run_for(secs(5));
+    w.input(Input::Hangup);
+    w.run_for(secs(3600));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    assert_eq!(w.dials.len(), 1);
+    assert_eq!(w.failed[0].0, id);
+    assert!(w.calls[0].gave_up);
+}
