@@ -281,7 +281,7 @@ impl Session {
             });
         }
         tracing::info!(user = %owner, peer = %self.peer, messages = entries.len(), "pop3 login");
-        let line = format!("+OK {} messages\r\n", entries.len());
+        let line = format!("+OK {}\r\n", messages(entries.len()));
         self.state = State::Transaction {
             inbox,
             entries,
@@ -368,7 +368,7 @@ impl Session {
             },
             "RSET" => {
                 entries.iter_mut().for_each(|e| e.deleted = false);
-                reply(format!("+OK {} messages\r\n", entries.len()));
+                reply(format!("+OK {}\r\n", messages(entries.len())));
             }
             "QUIT" => {
                 // RFC 1939 section 6: the UPDATE state; only now are DELE marks carried out.
@@ -378,7 +378,7 @@ impl Session {
                     .map(|e| e.unique.clone())
                     .collect();
                 match inbox.expunge(&gone) {
-                    Ok(()) => reply(format!("+OK {} messages removed, bye\r\n", gone.len())),
+                    Ok(()) => reply(format!("+OK {} removed, bye\r\n", messages(gone.len()))),
                     Err(e) => {
                         tracing::warn!(error = %e, "pop3 could not remove deleted messages");
                         reply(
@@ -441,6 +441,15 @@ fn stuffed(raw: &[u8], top: Option<usize>) -> Vec<u8> {
         }
     }
     out
+}
+
+/// "1 message", "2 messages": the count in the replies to PASS, RSET and QUIT.
+fn messages(n: usize) -> String {
+    if n == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{n} messages")
+    }
 }
 
 #[cfg(test)]
