@@ -574,7 +574,7 @@ impl Policy {
                     // The line is connected and costs money: hang up before PPP starts.
                     let detail = format!("CONNECT{rate}, hanging up as asked while dialling");
                     self.set_state(now, LinkState::Connecting, detail, out);
-                    self.last_failure = Some("call cancelled by hand".into());
+                    self.fail_holds("call cancelled by hand".into(), out);
                     self.hang_up(now, HangupCause::Manual, out);
                     return;
                 }

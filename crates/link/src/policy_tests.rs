@@ -398,7 +398,12 @@ fn manual_hangup_while_dialling_hangs_up_when_the_call_connects() {
     assert_eq!(w.policy.state(), LinkState::Down);
     assert_eq!(w.hangups, vec![HangupCause::Manual]);
     assert!(w.up.is_empty(), "the link never came up");
-    assert_eq!(w.failed[0].0, id);
+    assert_eq!(w.failed, vec![(id, "call cancelled by hand".to_owned())]);
+    assert_eq!(
+        w.policy.status().last_failure,
+        None,
+        "asked for, not a failure"
+    );
     assert_eq!(w.calls.len(), 1);
     assert_eq!(w.calls[0].hangup, Some(HangupCause::Manual));
     assert_eq!(w.dials.len(), 1);
