@@ -595,3 +595,12 @@ fn list_shows_a_deleted_parent_as_noselect_so_its_children_stay_reachable() {
     let out = send(&mut s, "e SELECT Projects\r\n");
     assert!(out.contains("e NO"), "{out}");
 }
+
+#[test]
+fn delete_inbox_says_inbox_is_kept() {
+    let h = Harness::new();
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a DELETE INBOX\r\nb DELETE inbox\r\n");
+    assert!(out.contains("a NO INBOX cannot be deleted\r\n"), "{out}");
+    assert!(out.contains("b NO INBOX cannot be deleted\r\n"), "{out}");
+}
