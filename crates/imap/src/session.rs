@@ -734,11 +734,15 @@ impl Session {
             );
             return;
         }
-        if !self.limiter.allowed(self.peer) {
+        if let Some(wait) = self.limiter.wait(self.peer) {
             tracing::warn!(peer = %self.peer, "login refused: too many failures from this address");
+            let secs = postroom_maildir::access::whole_seconds(wait);
             push(
                 out,
-                &format!("{tag} NO [UNAVAILABLE] too many failed logins, wait\r\n"),
+                &format!(
+                    "{tag} NO [UNAVAILABLE] too many failed logins from this address; \
+                     try again in {secs} s\r\n"
+                ),
             );
             return;
         }

@@ -216,6 +216,8 @@ fn failed_logins_are_limited_per_address() {
     // Even the right password is refused while the address waits.
     let out = send(&mut s, "y LOGIN alice secret\r\n");
     assert!(out.contains("y NO [UNAVAILABLE]"), "{out}");
+    // It says for how long: 2 s, the default first delay.
+    assert!(out.contains("try again in 2 s\r\n"), "{out}");
 }
 
 #[test]

@@ -414,10 +414,13 @@ impl Connection {
                     // Failed logins are counted per address together with IMAP and POP3, so
                     // guessing cannot move from one protocol to another.
                     let ip = self.peer.ip();
-                    if !self.shared.limiter.allowed(ip) {
+                    if let Some(wait) = self.shared.limiter.wait(ip) {
                         warn!("too many failed logins from this address; not checked");
-                        let reply =
-                            Reply::new(454, S(4, 7, 0), "Too many failed logins, try later");
+                        let secs = postroom_maildir::access::whole_seconds(wait);
+                        let text = format!(
+                            "Too many failed logins from this address, try again in {secs} s"
+                        );
+                        let reply = Reply::new(454, S(4, 7, 0), text);
                         self.session.auth_refused(reply);
                         continue;
                     }

@@ -237,9 +237,13 @@ impl Session {
     }
 
     fn login(&mut self, user: &str, password: &str, out: &mut Vec<u8>) {
-        if !self.limiter.allowed(self.peer) {
+        if let Some(wait) = self.limiter.wait(self.peer) {
             tracing::warn!(peer = %self.peer, "pop3 login refused: too many failures");
-            out.extend_from_slice(b"-ERR [AUTH] too many failed logins, wait\r\n");
+            let secs = postroom_maildir::access::whole_seconds(wait);
+            let line = format!(
+                "-ERR [AUTH] too many failed logins from this address; try again in {secs} s\r\n"
+            );
+            out.extend_from_slice(line.as_bytes());
             return;
         }
         let Some(owner) = self.auth.authenticate(user, password) else {
