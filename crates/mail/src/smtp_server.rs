@@ -57,6 +57,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     /// Connections turned away by the per-client or total limit.
     pub refused_connections: AtomicU64,
+    /// Configurations applied by a reload (SIGHUP) since start.
+    pub reloads: AtomicU64,
 }
 
 /// The parts of the configuration a reload (SIGHUP) replaces; each connection keeps the one
