@@ -141,7 +141,10 @@ pub struct Session {
     chunk: usize,
 }
 
-const CAPS_COMMON: &str = "IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE NAMESPACE SPECIAL-USE";
+// UNSELECT (RFC 3691) and ID (RFC 2971) are answered below; a client uses them only when
+// they are advertised (without UNSELECT it has no way to leave a mailbox without an expunge).
+const CAPS_COMMON: &str =
+    "IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE NAMESPACE SPECIAL-USE UNSELECT ID";
 
 impl Session {
     /// A new session; `tls` is true for implicit TLS (port 993).

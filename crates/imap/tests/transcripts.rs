@@ -606,3 +606,19 @@ fn delete_inbox_says_inbox_is_kept() {
     assert!(out.contains("a NO INBOX cannot be deleted\r\n"), "{out}");
     assert!(out.contains("b NO INBOX cannot be deleted\r\n"), "{out}");
 }
+
+#[test]
+fn unselect_is_advertised_and_leaves_deleted_messages_in_place() {
+    let h = Harness::new();
+    h.deliver(b"Subject: a\r\n\r\nx\r\n");
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a CAPABILITY\r\n");
+    assert!(out.contains(" UNSELECT ID"), "{out}");
+    let out = send(
+        &mut s,
+        "b SELECT INBOX\r\nc STORE 1 +FLAGS (\\Deleted)\r\nd UNSELECT\r\n",
+    );
+    assert!(out.contains("d OK"), "{out}");
+    let out = send(&mut s, "e STATUS INBOX (MESSAGES)\r\n");
+    assert!(out.contains("(MESSAGES 1)"), "{out}");
+}
