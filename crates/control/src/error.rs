@@ -51,10 +51,10 @@ pub enum Error {
     },
 
     /// The component answered with an error status; `message` is its `{"error": ...}` text.
-    #[error(
-        "the {} component refused {method} {path}: {status}: {message}",
-        component(socket)
-    )]
+    ///
+    /// A 4xx reply is the component saying no in its own words ("no hold 7"), which is all an
+    /// administrator needs; the request and status are shown only for a failure (5xx).
+    #[error("{}", refused(socket, method, path, *status, message))]
     Refused {
         /// The socket we talked to.
         socket: PathBuf,
@@ -159,6 +159,22 @@ pub(crate) fn component(socket: &Path) -> String {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "unnamed".to_owned())
+}
+
+/// The text of [`Error::Refused`].
+fn refused(
+    socket: &Path,
+    method: &http::Method,
+    path: &str,
+    status: http::StatusCode,
+    message: &str,
+) -> String {
+    let component = component(socket);
+    if status.is_client_error() && !message.is_empty() {
+        format!("the {component} component refused: {message}")
+    } else {
+        format!("the {component} component failed {method} {path}: {status}: {message}")
+    }
 }
 
 /// Short lowercase words for the errors people meet; the OS text for the rest.

@@ -36,6 +36,8 @@ fn app() -> Router {
             delete(|UrlPath(id): UrlPath<u32>| async move {
                 if id == 7 {
                     Ok(())
+                } else if id == 500 {
+                    Err(ApiError::internal("the store is broken"))
                 } else {
                     Err(ApiError::not_found(format!("no item {id}")))
                 }
@@ -222,9 +224,20 @@ async fn error_status_carries_the_components_message() {
         }
         other => panic!("expected Refused, got {other:?}"),
     }
+    assert_eq!(err.to_string(), "the mail component refused: no item 3");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_names_the_request_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mail.sock");
+    let server = serve(&socket, app()).await.unwrap();
+    let err = Client::new(&socket).delete("/items/500").await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the mail component refused DELETE /items/3: 404 Not Found: no item 3"
+        "the mail component failed DELETE /items/500: 500 Internal Server Error: \
+         the store is broken"
     );
     server.shutdown().await.unwrap();
 }

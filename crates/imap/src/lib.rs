@@ -1,5 +1,5 @@
 //! IMAP4rev1 (RFC 3501) over the Maildir++ store, with IDLE, UIDPLUS, MOVE, NAMESPACE,
-//! SPECIAL-USE, LITERAL+, ENABLE and STARTTLS.
+//! SPECIAL-USE, LITERAL+, ENABLE, UNSELECT, ID and STARTTLS.
 //!
 //! [`Session`] is the protocol core without I/O; [`server`] drives it over TCP with tokio and
 //! rustls (implicit TLS on 993, STARTTLS on 143).

@@ -70,7 +70,12 @@ pub async fn serve(
         |tcp, peer, slot| {
             let ctx = ctx.clone();
             let stop = stop.clone();
-            let span = tracing::info_span!("imap", %peer, tls = implicit_tls);
+            // `tls` is recorded once, when TLS is on (at once here, or after STARTTLS/STLS):
+            // a value recorded over another shows both in the log line.
+            let span = tracing::info_span!("imap", %peer, tls = tracing::field::Empty);
+            if implicit_tls {
+                span.record("tls", true);
+            }
             async move {
                 if let Err(e) = connection(tcp, peer, implicit_tls, ctx, stop, slot).await {
                     tracing::debug!(error = %e, "imap connection ended with an error");

@@ -141,7 +141,10 @@ pub struct Session {
     chunk: usize,
 }
 
-const CAPS_COMMON: &str = "IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE NAMESPACE SPECIAL-USE";
+// UNSELECT (RFC 3691) and ID (RFC 2971) are answered below; a client uses them only when
+// they are advertised (without UNSELECT it has no way to leave a mailbox without an expunge).
+const CAPS_COMMON: &str =
+    "IMAP4rev1 LITERAL+ ENABLE IDLE UIDPLUS MOVE NAMESPACE SPECIAL-USE UNSELECT ID";
 
 impl Session {
     /// A new session; `tls` is true for implicit TLS (port 993).
@@ -734,11 +737,15 @@ impl Session {
             );
             return;
         }
-        if !self.limiter.allowed(self.peer) {
+        if let Some(wait) = self.limiter.wait(self.peer) {
             tracing::warn!(peer = %self.peer, "login refused: too many failures from this address");
+            let secs = postroom_maildir::access::whole_seconds(wait);
             push(
                 out,
-                &format!("{tag} NO [UNAVAILABLE] too many failed logins, wait\r\n"),
+                &format!(
+                    "{tag} NO [UNAVAILABLE] too many failed logins from this address; \
+                     try again in {secs} s\r\n"
+                ),
             );
             return;
         }

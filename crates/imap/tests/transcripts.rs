@@ -216,6 +216,8 @@ fn failed_logins_are_limited_per_address() {
     // Even the right password is refused while the address waits.
     let out = send(&mut s, "y LOGIN alice secret\r\n");
     assert!(out.contains("y NO [UNAVAILABLE]"), "{out}");
+    // It says for how long: 2 s, the default first delay.
+    assert!(out.contains("try again in 2 s\r\n"), "{out}");
 }
 
 #[test]
@@ -571,4 +573,52 @@ fn renaming_inbox_moves_its_messages_and_leaves_it_empty() {
         out.contains("\"INBOX\" (MESSAGES 0)") && out.contains("\"Old\" (MESSAGES 1)"),
         "{out}"
     );
+}
+
+#[test]
+fn list_shows_a_deleted_parent_as_noselect_so_its_children_stay_reachable() {
+    let h = Harness::new();
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a CREATE Projects.2026\r\nb DELETE Projects\r\n");
+    assert!(out.contains("b OK"), "{out}");
+
+    // RFC 3501 section 6.3.8: `%` returns the level above Projects.2026 even though it is no
+    // mailbox any more, or a client that lists one level at a time never finds the child.
+    let out = send(&mut s, "c LIST \"\" \"%\"\r\n");
+    assert!(
+        out.contains("* LIST (\\Noselect \\HasChildren) \".\" \"Projects\"\r\n"),
+        "{out}"
+    );
+    let out = send(&mut s, "d LIST \"\" \"Projects.%\"\r\n");
+    assert!(
+        out.contains("* LIST (\\HasNoChildren) \".\" \"Projects.2026\"\r\n"),
+        "{out}"
+    );
+    let out = send(&mut s, "e SELECT Projects\r\n");
+    assert!(out.contains("e NO"), "{out}");
+}
+
+#[test]
+fn delete_inbox_says_inbox_is_kept() {
+    let h = Harness::new();
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a DELETE INBOX\r\nb DELETE inbox\r\n");
+    assert!(out.contains("a NO INBOX cannot be deleted\r\n"), "{out}");
+    assert!(out.contains("b NO INBOX cannot be deleted\r\n"), "{out}");
+}
+
+#[test]
+fn unselect_is_advertised_and_leaves_deleted_messages_in_place() {
+    let h = Harness::new();
+    h.deliver(b"Subject: a\r\n\r\nx\r\n");
+    let mut s = h.logged_in();
+    let out = send(&mut s, "a CAPABILITY\r\n");
+    assert!(out.contains(" UNSELECT ID"), "{out}");
+    let out = send(
+        &mut s,
+        "b SELECT INBOX\r\nc STORE 1 +FLAGS (\\Deleted)\r\nd UNSELECT\r\n",
+    );
+    assert!(out.contains("d OK"), "{out}");
+    let out = send(&mut s, "e STATUS INBOX (MESSAGES)\r\n");
+    assert!(out.contains("(MESSAGES 1)"), "{out}");
 }

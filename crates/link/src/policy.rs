@@ -280,6 +280,33 @@ struct Hold {
     answered: bool,
 }
 
+/// Why a call being dialled is to end as soon as its dial does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancel {
+    /// `POST /hangup` (`ctl link hangup`).
+    ByHand,
+    /// Every hold of a call placed for holds was released.
+    Unneeded,
+}
+
+impl Cancel {
+    fn hangup_cause(self) -> HangupCause {
+        match self {
+            Cancel::ByHand => HangupCause::Manual,
+            Cancel::Unneeded => HangupCause::Idle,
+        }
+    }
+}
+
+impl fmt::Display for Cancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cancel::ByHand => "call cancelled by hand",
+            Cancel::Unneeded => "call no longer needed: every hold was released",
+        })
+    }
+}
+
 /// The dialling policy.
 #[derive(Debug)]
 pub struct Policy {
@@ -294,6 +321,8 @@ pub struct Policy {
     idle_since: Option<Timestamp>,
     last_hangup: Option<Timestamp>,
     hangup_cause: Option<HangupCause>,
+    /// Why the call being dialled is to end when its dial does.
+    cancel: Option<Cancel>,
     last_failure: Option<String>,
 }
 
@@ -322,6 +351,7 @@ impl Policy {
             idle_since: None,
             last_hangup: None,
             hangup_cause: None,
+            cancel: None,
             last_failure: None,
         }
     }
@@ -394,8 +424,8 @@ impl Policy {
             Input::Hold { id, reason } => self.hold(now, id, reason, &mut out),
             Input::Release(id) => {
                 self.holds.remove(&id);
-                if self.state == LinkState::Up && self.holds.is_empty() {
-                    self.idle_since = Some(now);
+                if self.holds.is_empty() {
+                    self.last_hold_released(now, &mut out);
                 }
             }
             Input::Dial => {
@@ -442,6 +472,30 @@ impl Policy {
         }
     }
 
+    /// Nobody holds the link any more. Up, it idles towards its hang-up. A call placed only
+    /// for the holds (not by hand or the schedule) that is not up yet is no longer needed: the
+    /// queue was emptied by hand while the link dialled, say. Redialling or connecting it
+    /// would only cost money.
+    fn last_hold_released(&mut self, now: Timestamp, out: &mut Vec<Action>) {
+        if self.state == LinkState::Up {
+            self.idle_since = Some(now);
+            return;
+        }
+        if self.call.as_ref().map(|c| c.reason) != Some(CallReason::Hold) {
+            return;
+        }
+        match self.state {
+            LinkState::Waiting => {
+                self.redial_at = None;
+                self.call = None;
+                let detail = format!("redial cancelled: {}", Cancel::Unneeded);
+                self.set_state(now, LinkState::Down, detail, out);
+            }
+            LinkState::Dialling => self.cancel = Some(Cancel::Unneeded),
+            _ => {}
+        }
+    }
+
     fn manual_hangup(&mut self, now: Timestamp, out: &mut Vec<Action>) {
         match self.state {
             LinkState::Connecting | LinkState::Up => self.hang_up(now, HangupCause::Manual, out),
@@ -452,7 +506,8 @@ impl Policy {
                 self.set_state(now, LinkState::Down, "redial cancelled by hand".into(), out);
             }
             // A dial in progress is left to finish (its timeout bounds it); hanging up then
-            // would race the modem's own result.
+            // would race the modem's own result. The call ends when the dial does.
+            LinkState::Dialling => self.cancel = Some(Cancel::ByHand),
             _ => {}
         }
     }
@@ -499,6 +554,7 @@ impl Policy {
         if reason == CallReason::Schedule || self.next_scheduled.is_some_and(|t| now >= t) {
             self.next_scheduled = self.cfg.schedule.as_ref().and_then(|s| s.next_call(now));
         }
+        self.cancel = None;
         self.call = Some(Call {
             reason,
             attempt: 0,
@@ -531,6 +587,7 @@ impl Policy {
         if self.state != LinkState::Dialling {
             return;
         }
+        let cancel = self.cancel.take();
         let Some(call) = self.call.as_mut() else {
             return;
         };
@@ -556,14 +613,39 @@ impl Policy {
         };
         call.answer = answer.clone();
 
+        if let Some(cancel) = cancel
+            && !matches!(code, Some(ResultCode::Connect(_)))
+        {
+            let result = code.map_or_else(|| "timeout".to_owned(), |c| c.to_string());
+            out.push(Action::LogCall(failed_record(
+                call, now, &result, &answer, true,
+            )));
+            self.call = None;
+            self.redial_at = None;
+            self.fail_holds(cancel.to_string(), out);
+            let detail = format!("{result}; {cancel}, no redial");
+            self.set_state(now, LinkState::Down, detail, out);
+            return;
+        }
+
         match code {
             Some(ResultCode::Connect(rate)) => {
                 call.connected = Some(now);
-                let detail = match rate {
-                    Some(rate) => format!("CONNECT {rate}, starting PPP"),
-                    None => "CONNECT, starting PPP".to_owned(),
-                };
-                self.set_state(now, LinkState::Connecting, detail, out);
+                let rate = rate.map(|r| format!(" {r}")).unwrap_or_default();
+                if let Some(cancel) = cancel {
+                    // The line is connected and costs money: hang up before PPP starts.
+                    let detail = format!("CONNECT{rate}, hanging up: {cancel}");
+                    self.set_state(now, LinkState::Connecting, detail, out);
+                    self.fail_holds(cancel.to_string(), out);
+                    self.hang_up(now, cancel.hangup_cause(), out);
+                    return;
+                }
+                self.set_state(
+                    now,
+                    LinkState::Connecting,
+                    format!("CONNECT{rate}, starting PPP"),
+                    out,
+                );
                 out.push(Action::StartPpp);
             }
             Some(ResultCode::NoDialtone) => {

@@ -384,3 +384,83 @@ fn manual_hangup_while_waiting_cancels_the_redial() {
     assert_eq!(w.dials.len(), 1);
     assert_eq!(w.failed[0].0, id);
 }
+
+/// `ctl link hangup` while the modem dials: the call that then connects is hung up at once
+/// instead of coming up and staying up until the idle timeout.
+#[test]
+fn manual_hangup_while_dialling_hangs_up_when_the_call_connects() {
+    let mut w = World::new(config(), [answered(ResultCode::Connect(Some(33600)))]);
+    let id = w.hold("mail");
+    w.run_for(secs(5));
+    assert_eq!(w.policy.state(), LinkState::Dialling);
+    w.input(Input::Hangup);
+    w.run_for(secs(60));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    assert_eq!(w.hangups, vec![HangupCause::Manual]);
+    assert!(w.up.is_empty(), "the link never came up");
+    assert_eq!(w.failed, vec![(id, "call cancelled by hand".to_owned())]);
+    assert_eq!(
+        w.policy.status().last_failure,
+        None,
+        "asked for, not a failure"
+    );
+    assert_eq!(w.calls.len(), 1);
+    assert_eq!(w.calls[0].hangup, Some(HangupCause::Manual));
+    assert_eq!(w.dials.len(), 1);
+}
+
+/// `ctl link hangup` while the modem dials and then hears BUSY: no redial.
+#[test]
+fn manual_hangup_while_dialling_cancels_the_redial() {
+    let mut w = World::new(config(), [answered(ResultCode::Busy)]);
+    let id = w.hold("mail");
+    w.run_for(secs(5));
+    w.input(Input::Hangup);
+    w.run_for(secs(3600));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    assert_eq!(w.dials.len(), 1);
+    assert_eq!(w.failed[0].0, id);
+    assert!(w.calls[0].gave_up);
+}
+
+/// The tester's case: every queued message deleted by hand while the link dialled for them.
+/// Mail releases its hold; the call, placed only for it, must not connect and cost money.
+#[test]
+fn last_hold_released_while_dialling_ends_the_call_when_it_connects() {
+    let mut w = World::new(config(), [answered(ResultCode::Connect(Some(33600)))]);
+    let id = w.hold("mail");
+    w.run_for(secs(5));
+    assert_eq!(w.policy.state(), LinkState::Dialling);
+    w.input(Input::Release(id));
+    w.run_for(secs(60));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    assert_eq!(w.hangups, vec![HangupCause::Idle]);
+    assert!(w.up.is_empty());
+    assert_eq!(w.calls.len(), 1);
+    assert_eq!(w.policy.status().last_failure, None);
+}
+
+#[test]
+fn last_hold_released_while_waiting_cancels_the_redial() {
+    let mut w = World::new(config(), [answered(ResultCode::Busy)]);
+    let id = w.hold("mail");
+    w.run_for(secs(21));
+    assert_eq!(w.policy.state(), LinkState::Waiting);
+    w.input(Input::Release(id));
+    assert_eq!(w.policy.state(), LinkState::Down);
+    w.run_for(secs(3600));
+    assert_eq!(w.dials.len(), 1);
+}
+
+/// A call dialled by hand is the administrator's: a hold that comes and goes meanwhile does
+/// not cancel it.
+#[test]
+fn a_hold_released_during_a_call_dialled_by_hand_leaves_it_alone() {
+    let mut w = World::new(config(), [answered(ResultCode::Connect(None))]);
+    w.input(Input::Dial);
+    w.run_for(secs(5));
+    let id = w.hold("mail");
+    w.input(Input::Release(id));
+    w.run_for(secs(30));
+    assert_eq!(w.policy.state(), LinkState::Up);
+}

@@ -46,11 +46,21 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         // would end this process and drop a call in progress.
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
+            let running = config.link.clone();
+            let path = args.config.clone();
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     // Not yet: applying a new [link] section live; a call in progress would
                     // have to finish first. The supervisor's restart applies it.
-                    tracing::warn!("reload asked: [link] changes take effect when link restarts");
+                    match Config::load(&path) {
+                        Ok(read) if read.link == running => {
+                            tracing::debug!("reload: [link] unchanged")
+                        }
+                        Ok(_) => tracing::warn!(
+                            "reload: [link] changed; it applies after `postroom ctl restart link`"
+                        ),
+                        Err(e) => tracing::warn!(error = %e, "reload: configuration not read"),
+                    }
                 }
             });
         }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use postroom_config::Config;
@@ -316,6 +317,9 @@ impl App {
             ));
         }
         self.shared.reload(mail);
+        // Last, so that `ctl reload`, which waits for this count to move, returns only once
+        // everything above applies.
+        self.shared.counters.reloads.fetch_add(1, Ordering::Relaxed);
         info!("configuration reloaded");
         Ok(())
     }

@@ -24,6 +24,9 @@ pub struct MailStatus {
     pub accepted: u64,
     /// Connections turned away by a connection limit.
     pub refused_connections: u64,
+    /// Configurations applied by a reload since start (`ctl reload` waits for it to move).
+    #[serde(default)]
+    pub reloads: u64,
 }
 
 #[derive(Clone)]
@@ -57,6 +60,7 @@ async fn status(State(state): State<AppState>) -> Json<Status<MailStatus>> {
         connections: c.connections.load(Ordering::Relaxed),
         accepted: c.accepted.load(Ordering::Relaxed),
         refused_connections: c.refused_connections.load(Ordering::Relaxed),
+        reloads: c.reloads.load(Ordering::Relaxed),
     };
     Json(Status::new("mail", state.started, detail))
 }

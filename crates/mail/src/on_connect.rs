@@ -343,11 +343,18 @@ impl Coordinator {
             Trigger::Queue => "mail: queued mail to send",
             Trigger::LinkUp => "mail: flush and pull on connect",
         };
-        let hold = match self
-            .link
-            .post_json::<_, HoldReply>("/hold", &serde_json::json!({ "reason": reason }))
-            .await
-        {
+        let body = serde_json::json!({ "reason": reason });
+        let asked = self.link.post_json::<_, HoldReply>("/hold", &body);
+        // Mail deleted or bounced by hand while the link dials: the request is dropped, which
+        // releases the hold, and the link cancels a call that nobody needs any more.
+        let answer = tokio::select! {
+            answer = asked => answer,
+            () = no_mail_wants_the_link(&self.queue), if trigger == Trigger::Queue => {
+                info!("no queued mail waits for the link any more: hold given up");
+                return Ended::Done;
+            }
+        };
+        let hold = match answer {
             Ok(hold) => hold,
             Err(postroom_control::Error::Unreachable { .. }) => {
                 debug!("the link component does not answer yet");
@@ -450,6 +457,17 @@ fn remote_mail_due(queue: &Queue) -> bool {
         Err(e) => {
             warn!(error = %e, "cannot read the queue");
             false
+        }
+    }
+}
+
+/// Returns once no queued message is due to go out over the link.
+async fn no_mail_wants_the_link(queue: &Queue) {
+    let mut poll = tokio::time::interval(QUEUE_POLL);
+    loop {
+        poll.tick().await;
+        if !remote_mail_due(queue) {
+            return;
         }
     }
 }

@@ -142,6 +142,9 @@ impl Services {
                     addr,
                     source,
                 })?;
+            // The SMTP listeners say this in smtp_server::serve; an administrator reading the
+            // journal should see all seven.
+            tracing::info!(service = name, %addr, "listening");
             let stopped = stopped.clone();
             if name.starts_with("imap") {
                 let ctx = Arc::clone(&access.imap);

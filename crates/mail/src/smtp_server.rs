@@ -57,6 +57,8 @@ pub struct Counters {
     pub accepted: AtomicU64,
     /// Connections turned away by the per-client or total limit.
     pub refused_connections: AtomicU64,
+    /// Configurations applied by a reload (SIGHUP) since start.
+    pub reloads: AtomicU64,
 }
 
 /// The parts of the configuration a reload (SIGHUP) replaces; each connection keeps the one
@@ -414,10 +416,13 @@ impl Connection {
                     // Failed logins are counted per address together with IMAP and POP3, so
                     // guessing cannot move from one protocol to another.
                     let ip = self.peer.ip();
-                    if !self.shared.limiter.allowed(ip) {
+                    if let Some(wait) = self.shared.limiter.wait(ip) {
                         warn!("too many failed logins from this address; not checked");
-                        let reply =
-                            Reply::new(454, S(4, 7, 0), "Too many failed logins, try later");
+                        let secs = postroom_maildir::access::whole_seconds(wait);
+                        let text = format!(
+                            "Too many failed logins from this address, try again in {secs} s"
+                        );
+                        let reply = Reply::new(454, S(4, 7, 0), text);
                         self.session.auth_refused(reply);
                         continue;
                     }

@@ -305,6 +305,46 @@ fn a_line_busy_on_every_attempt_gives_up_and_the_mail_stays_queued() {
     assert_eq!(recipient.status, "pending", "{queue:?}");
 }
 
+/// The tester's case: the only queued message deleted by hand while the link waited to
+/// redial after BUSY. The link used to redial, connect and bill a call for an empty queue.
+#[test]
+fn queue_emptied_by_hand_while_the_link_waits_to_redial_cancels_the_call() {
+    if !require("swaks") {
+        return;
+    }
+    let (server, link) = start(|c| {
+        on_demand_link(c);
+        c.link.simulator.busy_first = 1;
+        // Long enough for mail (which looks at its queue every second) to give up its hold.
+        c.link.dial.backoff_initial_secs = 8;
+        c.link.dial.backoff_max_secs = 8;
+        smarthost(c, free_port());
+    });
+
+    alice_submits(&server, "deleted before it leaves");
+    assert!(
+        wait_for(WAIT, || link.calls().len() == 1
+            && link.state() == "waiting"),
+        "no BUSY: state {}, calls {:?}",
+        link.state(),
+        link.calls()
+    );
+    let id = server.queue().entries[0].id.clone();
+    let client = Client::new(&server.socket);
+    server
+        .block_on(client.delete(&format!("/queue/{id}")))
+        .expect("DELETE /queue/ID");
+
+    assert!(
+        wait_for(WAIT, || link.state() == "down"),
+        "the redial was not cancelled: state {}",
+        link.state()
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert_eq!(link.calls().len(), 1, "redialled: {:?}", link.calls());
+    assert_eq!(link.state(), "down");
+}
+
 #[test]
 fn permanent_link_sends_at_once_without_dialling() {
     if !require("postfix") || !require("swaks") {

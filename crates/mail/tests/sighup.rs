@@ -79,6 +79,18 @@ fn sighup_rereads_the_configuration_and_the_component_keeps_running() {
     assert!(!running.is_finished(), "the component stopped on SIGHUP");
     let health = runtime.block_on(postroom_control::Client::new(&socket).health());
     assert!(health.is_ok(), "{health:?}");
+    // `ctl reload` waits for this count to move before it returns.
+    let reloads = || {
+        let status: serde_json::Value = runtime
+            .block_on(postroom_control::Client::new(&socket).get_json("/status"))
+            .expect("GET /status");
+        status["detail"]["reloads"].as_u64()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || reloads() == Some(1)),
+        "reloads: {:?}",
+        reloads()
+    );
 
     // SIGTERM still ends it cleanly.
     signal_self("-TERM");

@@ -123,13 +123,26 @@ impl LoginLimiter {
 
     /// [`LoginLimiter::allowed`] at a given instant.
     pub fn allowed_at(&self, peer: IpAddr, now: Instant) -> bool {
+        self.wait_at(peer, now).is_none()
+    }
+
+    /// How long the address must still wait before its next login may be tried, or `None`
+    /// if it may try now: the refusal says so, so a person knows when to try again.
+    pub fn wait(&self, peer: IpAddr) -> Option<Duration> {
+        self.wait_at(peer, Instant::now())
+    }
+
+    /// [`LoginLimiter::wait`] at a given instant.
+    pub fn wait_at(&self, peer: IpAddr, now: Instant) -> Option<Duration> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        match map.get(&peer) {
-            Some(&(count, last)) if count >= self.free => {
-                now.saturating_duration_since(last) >= self.delay(count)
-            }
-            _ => true,
+        let &(count, last) = map.get(&peer)?;
+        if count < self.free {
+            return None;
         }
+        let waited = now.saturating_duration_since(last);
+        self.delay(count)
+            .checked_sub(waited)
+            .filter(|d| !d.is_zero())
     }
 
     fn delay(&self, count: u32) -> Duration {
@@ -160,6 +173,11 @@ impl LoginLimiter {
         entry.0 = entry.0.saturating_add(1);
         entry.1 = now;
     }
+}
+
+/// A wait in whole seconds, rounded up, for a message to a person: 0.3 s is "1 s".
+pub fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
 impl Default for LoginLimiter {
@@ -264,6 +282,19 @@ mod tests {
     fn plain_with_foreign_authzid_is_refused() {
         // base64("bob\0alice\0secret")
         assert!(decode_plain(b"Ym9iAGFsaWNlAHNlY3JldA==").is_none());
+    }
+
+    #[test]
+    fn the_wait_left_is_told_in_whole_seconds() {
+        let limiter = LoginLimiter::new(1, Duration::from_secs(2), Duration::from_secs(60));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert_eq!(limiter.wait_at(a, t0), None);
+        limiter.record_at(a, false, t0);
+        assert_eq!(limiter.wait_at(a, t0), Some(Duration::from_secs(2)));
+        let later = t0 + Duration::from_millis(1_500);
+        assert_eq!(whole_seconds(limiter.wait_at(a, later).unwrap()), 1);
+        assert_eq!(limiter.wait_at(a, t0 + Duration::from_secs(2)), None);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub enum Error {
     /// A mailbox name is empty, holds a character the store cannot keep, or names INBOX's parent.
     #[error("{0:?} is not a valid mailbox name")]
     BadMailboxName(String),
+    /// DELETE of INBOX, which every user keeps (RFC 3501 section 6.3.4).
+    #[error("INBOX cannot be deleted")]
+    InboxKept,
     /// The mailbox asked for does not exist.
     #[error("mailbox {0:?} does not exist")]
     NoMailbox(String),

@@ -292,7 +292,7 @@ impl Store {
     /// Deletes a mailbox and its messages. INBOX cannot be deleted. Sub-folders stay.
     pub fn delete_mailbox(&self, user: &str, name: &str) -> Result<()> {
         if is_inbox(name) {
-            return Err(Error::BadMailboxName(name.to_owned()));
+            return Err(Error::InboxKept);
         }
         let mailbox = self.mailbox(user, name)?;
         let _guard = mailbox.lock();

@@ -237,9 +237,13 @@ impl Session {
     }
 
     fn login(&mut self, user: &str, password: &str, out: &mut Vec<u8>) {
-        if !self.limiter.allowed(self.peer) {
+        if let Some(wait) = self.limiter.wait(self.peer) {
             tracing::warn!(peer = %self.peer, "pop3 login refused: too many failures");
-            out.extend_from_slice(b"-ERR [AUTH] too many failed logins, wait\r\n");
+            let secs = postroom_maildir::access::whole_seconds(wait);
+            let line = format!(
+                "-ERR [AUTH] too many failed logins from this address; try again in {secs} s\r\n"
+            );
+            out.extend_from_slice(line.as_bytes());
             return;
         }
         let Some(owner) = self.auth.authenticate(user, password) else {
@@ -281,7 +285,7 @@ impl Session {
             });
         }
         tracing::info!(user = %owner, peer = %self.peer, messages = entries.len(), "pop3 login");
-        let line = format!("+OK {} messages\r\n", entries.len());
+        let line = format!("+OK {}\r\n", messages(entries.len()));
         self.state = State::Transaction {
             inbox,
             entries,
@@ -368,7 +372,7 @@ impl Session {
             },
             "RSET" => {
                 entries.iter_mut().for_each(|e| e.deleted = false);
-                reply(format!("+OK {} messages\r\n", entries.len()));
+                reply(format!("+OK {}\r\n", messages(entries.len())));
             }
             "QUIT" => {
                 // RFC 1939 section 6: the UPDATE state; only now are DELE marks carried out.
@@ -378,7 +382,7 @@ impl Session {
                     .map(|e| e.unique.clone())
                     .collect();
                 match inbox.expunge(&gone) {
-                    Ok(()) => reply(format!("+OK {} messages removed, bye\r\n", gone.len())),
+                    Ok(()) => reply(format!("+OK {} removed, bye\r\n", messages(gone.len()))),
                     Err(e) => {
                         tracing::warn!(error = %e, "pop3 could not remove deleted messages");
                         reply(
@@ -441,6 +445,15 @@ fn stuffed(raw: &[u8], top: Option<usize>) -> Vec<u8> {
         }
     }
     out
+}
+
+/// "1 message", "2 messages": the count in the replies to PASS, RSET and QUIT.
+fn messages(n: usize) -> String {
+    if n == 1 {
+        "1 message".to_owned()
+    } else {
+        format!("{n} messages")
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ fn logged_in(store: &Store) -> Session {
     let mut s = Session::new(store.clone(), Arc::new(users), limiter, peer, true);
     let out = s.receive(b"USER alice\r\nPASS secret\r\n");
     let text = String::from_utf8_lossy(&out.bytes);
-    assert!(text.ends_with("+OK 1 messages\r\n"), "{text}");
+    assert!(text.ends_with("+OK 1 message\r\n"), "{text}");
     s
 }
 

@@ -39,7 +39,7 @@ fn logged_in(store: &Store) -> Session {
     let mut s = session(store, true);
     let (out, _) = send(&mut s, "USER alice\r\nPASS secret\r\n");
     assert!(
-        out.ends_with("messages\r\n") && out.contains("+OK send PASS"),
+        out.contains(" message") && out.contains("+OK send PASS"),
         "{out}"
     );
     s
@@ -198,4 +198,17 @@ fn a_second_pop3_session_waits_for_the_maildrop_lock() {
     drop(first);
     let (out, _) = send(&mut second, "USER alice\r\nPASS secret\r\n");
     assert!(out.ends_with("messages\r\n"), "{out}");
+}
+
+#[test]
+fn one_message_is_counted_in_the_singular() {
+    let (_dir, store) = setup();
+    store
+        .deliver("alice", None, &mut &b"Subject: 1\r\n\r\none\r\n"[..], None)
+        .unwrap();
+    let mut s = session(&store, true);
+    let (out, _) = send(&mut s, "USER alice\r\nPASS secret\r\n");
+    assert!(out.ends_with("+OK 1 message\r\n"), "{out}");
+    let (out, _) = send(&mut s, "DELE 1\r\nQUIT\r\n");
+    assert!(out.ends_with("+OK 1 message removed, bye\r\n"), "{out}");
 }

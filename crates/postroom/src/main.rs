@@ -25,7 +25,7 @@ const COMMANDS: &[Command] = &[
     },
     Command {
         name: "ctl",
-        about: "talk to a running appliance: status, restart, reload, logs",
+        about: "talk to a running appliance: status, restart, reload, logs, queue, link",
         run: postroom_supervisor::cli::ctl,
     },
     Command {

@@ -150,7 +150,7 @@ impl Session {
                 .cloned()
                 .collect()
         } else {
-            names.clone()
+            with_missing_parents(&names)
         };
         for name in candidates {
             let encoded = mutf7::encode(&name);
@@ -163,6 +163,9 @@ impl Session {
                 continue;
             }
             let mut attrs: Vec<&str> = Vec::new();
+            if !lsub && !names.contains(&name) {
+                attrs.push("\\Noselect");
+            }
             let children = names.iter().any(|n| n.starts_with(&format!("{name}.")));
             attrs.push(if children {
                 "\\HasChildren"
@@ -294,6 +297,27 @@ impl Session {
 /// IMAP LIST wildcards (RFC 3501 section 6.3.8): `*` matches anything, `%` anything but the
 /// hierarchy delimiter. Dynamic programming over (pattern, name) positions, so a pattern of many
 /// wildcards costs pattern length times name length, not an exponential backtrack.
+/// `names` with the levels above a mailbox that are no mailbox themselves (left by DELETE of a
+/// parent, or made by hand in the Maildir), each just before its first child. RFC 3501 section
+/// 6.3.8: LIST with `%` must show such a level, as \Noselect, or a client never sees the
+/// mailboxes below it.
+fn with_missing_parents(names: &[String]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::with_capacity(names.len());
+    for name in names {
+        for (at, _) in name.match_indices('.') {
+            let parent = &name[..at];
+            if !parent.is_empty()
+                && !names.iter().any(|n| n == parent)
+                && !all.iter().any(|n| n == parent)
+            {
+                all.push(parent.to_owned());
+            }
+        }
+        all.push(name.clone());
+    }
+    all
+}
+
 pub(crate) fn wildcard(pattern: &str, name: &str) -> bool {
     let (p, n) = (pattern.as_bytes(), name.as_bytes());
     // row[j]: the pattern so far matches the first j bytes of the name.

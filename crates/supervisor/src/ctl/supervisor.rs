@@ -1,6 +1,7 @@
 //! The subcommands answered by the supervisor: status, restart, reload, logs.
 
 use std::fmt::Write as _;
+use std::time::{Duration, Instant};
 
 use postroom_control::Status;
 
@@ -36,9 +37,35 @@ pub fn restart(ctl: &Ctl, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `ctl reload`.
+/// How long `ctl reload` waits for the mail component to apply the file.
+const MAIL_RELOAD_WAIT: Duration = Duration::from_secs(10);
+
+/// `ctl reload`. The supervisor answers once it has sent SIGHUP; the mail component applies
+/// the file a moment later. So that a script may log in as a user it has just added, ctl
+/// waits until mail's reload count moves.
 pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
+    let mail = ctl
+        .client("mail")
+        .ok()
+        .map(|c| c.with_timeout(Duration::from_secs(2)));
+    let mail_before = mail.as_ref().and_then(mail_reloads);
     let reply: ReloadReply = ctl.client("supervisor")?.post_json("/reload", &())?;
+    let mail_applied = match mail_before {
+        Some(before) if reply.signalled.iter().any(|c| c == "mail") => {
+            let mail = mail.as_ref().expect("the count came from it");
+            let deadline = Instant::now() + MAIL_RELOAD_WAIT;
+            loop {
+                if mail_reloads(mail).is_some_and(|now| now > before) {
+                    break Some(true);
+                }
+                if Instant::now() >= deadline {
+                    break Some(false);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        _ => None,
+    };
     if ctl.json {
         outln!("{}", serde_json::to_string(&reply)?)?;
     } else {
@@ -56,8 +83,22 @@ pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
         } else {
             outln!("asked to reload: {}", reply.signalled.join(", "))?;
         }
+        match mail_applied {
+            Some(true) => println!("mail: the new configuration applies to new connections"),
+            Some(false) => println!(
+                "mail: not applied within {} s; see `postroom ctl logs mail`",
+                MAIL_RELOAD_WAIT.as_secs()
+            ),
+            None => {}
+        }
     }
     Ok(())
+}
+
+/// The mail component's count of applied reloads, if it answers and reports one.
+fn mail_reloads(mail: &postroom_control::BlockingClient) -> Option<u64> {
+    let status: serde_json::Value = mail.get_json("/status").ok()?;
+    status["detail"]["reloads"].as_u64()
 }
 
 /// `ctl logs [NAME]`.
