@@ -34,7 +34,7 @@ struct Args {
 /// The entry point of `postroom link`.
 pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let args = Args::parse_from(args);
-    let (_, config) = Config::load_for_command(args.config.as_deref())?;
+    let (path, config) = Config::load_for_command(args.config.as_deref())?;
     let _logging = postroom_logging::init("link")?;
     // One thread is plenty for one line and a control socket, and an idle worker thread costs
     // memory (docs/PERFORMANCE.md "Memory"). The call log's reads go to `spawn_blocking`.
@@ -47,7 +47,6 @@ pub fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         {
             let running = config.link.clone();
-            let path = args.config.clone();
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
                     // Not yet: applying a new [link] section live; a call in progress would

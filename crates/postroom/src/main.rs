@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 
 /// One subcommand: its name, a line for `postroom help`, and its entry point, which gets the
@@ -53,7 +54,8 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if matches!(name.as_ref(), "-V" | "--version") {
-        println!("postroom {}", env!("CARGO_PKG_VERSION"));
+        // Written, not println!: a reader that went away (`postroom -V | true`) is no panic.
+        let _ = writeln!(std::io::stdout(), "postroom {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     let Some(command) = COMMANDS.iter().find(|c| c.name == name) else {
@@ -73,8 +75,10 @@ fn main() -> ExitCode {
 }
 
 fn usage() {
-    println!("usage: postroom COMMAND [ARGS]\n\ncommands:");
+    let mut text = String::from("usage: postroom COMMAND [ARGS]\n\ncommands:\n");
     for c in COMMANDS {
-        println!("  {:<10} {}", c.name, c.about);
+        text.push_str(&format!("  {:<10} {}\n", c.name, c.about));
     }
+    // As for --version: a closed stdout ends the command quietly.
+    let _ = std::io::stdout().write_all(text.as_bytes());
 }

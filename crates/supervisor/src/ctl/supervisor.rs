@@ -84,11 +84,11 @@ pub fn reload(ctl: &Ctl) -> anyhow::Result<()> {
             outln!("asked to reload: {}", reply.signalled.join(", "))?;
         }
         match mail_applied {
-            Some(true) => println!("mail: the new configuration applies to new connections"),
-            Some(false) => println!(
+            Some(true) => outln!("mail: the new configuration applies to new connections")?,
+            Some(false) => outln!(
                 "mail: not applied within {} s; see `postroom ctl logs mail`",
                 MAIL_RELOAD_WAIT.as_secs()
-            ),
+            )?,
             None => {}
         }
     }
