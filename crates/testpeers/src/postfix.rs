@@ -215,13 +215,57 @@ impl Postfix {
         let master = std::fs::read_to_string(self.dir().join("queue/pid/master.pid"))
             .ok()
             .map(|pid| Path::new("/proc").join(pid.trim()));
-        self.postfix(&["stop"])?;
+        let stopped = self.postfix_bounded("stop", LIMIT);
         let port = self.smtp_port;
-        wait_for(LIMIT, || {
+        let gone = || {
             master.as_ref().is_none_or(|proc| !proc.exists())
                 && TcpStream::connect(("127.0.0.1", port)).is_err()
-        });
-        Ok(())
+        };
+        if !wait_for(LIMIT, gone) {
+            // Seen with several instances at once: `postfix stop` and the master's own
+            // shutdown blocked on the log socket. The master's children end when it does.
+            if let Some(pid) = master.as_ref().and_then(|proc| proc.file_name()) {
+                let _ = Command::new("kill").arg("-KILL").arg(pid).status();
+            }
+            wait_for(LIMIT, gone);
+        }
+        stopped
+    }
+
+    /// `postfix COMMAND`, given at most `limit`: a `postfix` still running then is killed (its
+    /// output goes to a file, so a helper it left behind holds no pipe of ours open).
+    fn postfix_bounded(&self, command: &str, limit: Duration) -> std::io::Result<()> {
+        let log = std::fs::File::create(self.dir().join(format!("postfix-{command}.out")))?;
+        let mut child = Command::new(postfix_bin("postfix"))
+            .arg("-c")
+            .arg(self.config_dir())
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if status.success() {
+                    return Ok(());
+                }
+                let out = std::fs::read_to_string(self.dir().join(format!("postfix-{command}.out")))
+                    .unwrap_or_default();
+                return Err(std::io::Error::other(format!(
+                    "postfix {command}: {status}: {out}"
+                )));
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(std::io::Error::other(format!(
+                    "postfix {command} did not finish within {} s",
+                    limit.as_secs()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The instance's configuration directory (for `postfix -c`, `postqueue -c`).
