@@ -140,7 +140,11 @@ pub fn filter_from_env() -> (Targets, Option<(String, String)>) {
 /// A `RUST_LOG` value as a filter; unset or blank gives [`DEFAULT_FILTER`], and so does an
 /// invalid one, with the value and the reason.
 fn parse_filter(value: Option<&str>) -> (Targets, Option<(String, String)>) {
-    let default = || DEFAULT_FILTER.parse::<Targets>().expect("the default filter parses");
+    let default = || {
+        DEFAULT_FILTER
+            .parse::<Targets>()
+            .expect("the default filter parses")
+    };
     match value.map(str::trim) {
         Some(value) if !value.is_empty() => match value.parse::<Targets>() {
             Ok(filter) => (filter, None),

@@ -21,7 +21,14 @@ fn help_and_version_into_a_closed_pipe_end_quietly() {
     for arg in ["help", "--version"] {
         let out = run_with_stdout_closed(arg);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "postroom {arg}: {:?}, stderr: {stderr}", out.status);
-        assert!(stderr.is_empty(), "postroom {arg} wrote to stderr: {stderr}");
+        assert!(
+            out.status.success(),
+            "postroom {arg}: {:?}, stderr: {stderr}",
+            out.status
+        );
+        assert!(
+            stderr.is_empty(),
+            "postroom {arg} wrote to stderr: {stderr}"
+        );
     }
 }

@@ -250,8 +250,9 @@ impl Postfix {
                 if status.success() {
                     return Ok(());
                 }
-                let out = std::fs::read_to_string(self.dir().join(format!("postfix-{command}.out")))
-                    .unwrap_or_default();
+                let out =
+                    std::fs::read_to_string(self.dir().join(format!("postfix-{command}.out")))
+                        .unwrap_or_default();
                 return Err(std::io::Error::other(format!(
                     "postfix {command}: {status}: {out}"
                 )));
