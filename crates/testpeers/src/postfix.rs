@@ -235,7 +235,8 @@ impl Postfix {
     /// `postfix COMMAND`, given at most `limit`: a `postfix` still running then is killed (its
     /// output goes to a file, so a helper it left behind holds no pipe of ours open).
     fn postfix_bounded(&self, command: &str, limit: Duration) -> std::io::Result<()> {
-        let log = std::fs::File::create(self.dir().join(format!("postfix-{command}.out")))?;
+        let out_path = self.dir().join(format!("postfix-{command}.out"));
+        let log = std::fs::File::create(&out_path)?;
         let mut child = Command::new(postfix_bin("postfix"))
             .arg("-c")
             .arg(self.config_dir())
@@ -250,9 +251,7 @@ impl Postfix {
                 if status.success() {
                     return Ok(());
                 }
-                let out =
-                    std::fs::read_to_string(self.dir().join(format!("postfix-{command}.out")))
-                        .unwrap_or_default();
+                let out = std::fs::read_to_string(&out_path).unwrap_or_default();
                 return Err(std::io::Error::other(format!(
                     "postfix {command}: {status}: {out}"
                 )));
